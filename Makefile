@@ -18,7 +18,7 @@ tools: ## Install what building and testing need (apt packages, pinned Go tools)
 build: ## Build every binary into bin/
 	$(GO) build -o $(BIN)/ $(CMDS)
 
-generate: tools ## Regenerate protos (and, later, CRD YAML and deepcopy)
+generate: tools ## Regenerate protos, deepcopy, CRD YAML (charts/weft/crds) and the Gateway API CRD copies
 	hack/generate.sh
 
 verify-generated: tools ## Fail when generated files are stale
@@ -35,8 +35,9 @@ kube-binaries: ## Build (once, cached outside the repo) kube-apiserver and etcd 
 test: tools lint verify-generated kube-binaries ## Everything: lint, generated files, unit (race), fuzz seeds, integration
 	WEFT_KUBE_BIN=$$(tests/kube/build-binaries.sh) $(GO) test -race -count=1 ./...
 
-test-unit: ## Unit tests only (no apiserver), with the race detector
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /tests/)
+test-unit: ## Only the packages whose tests need no kube-apiserver, with the race detector
+	$(GO) test -race -count=1 $$($(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... \
+	  | grep -v 'weft/tests/kube' | cut -d' ' -f1)
 
 fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each
 	@set -e; for pkg in $$($(GO) list ./...); do \
@@ -45,9 +46,9 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each
 	  done; done
 
 bench: ## Go benchmarks of the hot paths
-	$(GO) test -run '^$$' -bench . -benchmem ./certs/...
+	$(GO) test -run '^$$' -bench . -benchmem ./certs/... ./control-plane/internal/translate/ ./node-proxy/internal/redirect/ ./node-proxy/internal/netns/
 
-demo: build ## Run the demo (today: identity issuance and refusal in local mode)
+demo: build ## Run the demo (today: identity issuance and refusal in local mode; needs no root yet)
 	hack/demo-identity.sh
 
 clean: ## Remove bin/

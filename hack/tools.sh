@@ -12,6 +12,8 @@ need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# nft is only used by tests, to check the rules we install over netlink.
+command -v nft >/dev/null || need_apt+=(nftables)
 if ((${#need_apt[@]})); then
   echo "tools: apt-get install ${need_apt[*]}" >&2
   if [[ $(id -u) -ne 0 ]]; then

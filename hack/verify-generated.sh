@@ -8,10 +8,14 @@ trap 'rm -rf "$tmp"' EXIT
 git ls-files -co --exclude-standard -z | tar --null -cf - -T - | tar -xf - -C "$tmp"
 (cd "$tmp" && hack/generate.sh)
 # Every generated path, relative to the repo root.
-generated=(api)
-if ! diff -r -q "${generated[@]/#/$tmp/}" "${generated[@]}" >/dev/null 2>&1; then
-  for g in "${generated[@]}"; do diff -r "$tmp/$g" "$g" || true; done | head -40
-  echo "generated files are stale: run 'make generate' and commit the result" >&2
+generated=(api charts/weft/crds)
+stale=()
+for g in "${generated[@]}"; do
+  diff -r -q "$tmp/$g" "$g" >/dev/null 2>&1 || stale+=("$g")
+done
+if ((${#stale[@]})); then
+  for g in "${stale[@]}"; do diff -r "$tmp/$g" "$g" || true; done | head -40
+  echo "generated files are stale in: ${stale[*]}: run 'make generate' and commit the result" >&2
   exit 1
 fi
 echo "generated files are up to date"

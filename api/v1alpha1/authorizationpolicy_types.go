@@ -62,7 +62,7 @@ type AuthorizationPolicySpec struct {
 	// Rules; a request matches the policy when it matches any rule. An
 	// Allow policy with no rules allows nothing; a Deny policy with no
 	// rules denies nothing.
-	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:MaxItems=32
 	// +listType=atomic
 	// +optional
 	Rules []AuthorizationRule `json:"rules,omitempty"`
@@ -74,12 +74,12 @@ type AuthorizationPolicySpec struct {
 // +kubebuilder:validation:XValidation:rule="(has(self.from) && size(self.from) > 0) || (has(self.to) && size(self.to) > 0)",message="a rule needs at least one from or to entry"
 type AuthorizationRule struct {
 	// From lists the callers the rule matches.
-	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:MaxItems=8
 	// +listType=atomic
 	// +optional
 	From []AuthorizationSource `json:"from,omitempty"`
 	// To lists the operations the rule matches.
-	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:MaxItems=8
 	// +listType=atomic
 	// +optional
 	To []AuthorizationOperation `json:"to,omitempty"`
@@ -92,14 +92,21 @@ type AuthorizationRule struct {
 type AuthorizationSource struct {
 	// Identities are SPIFFE IDs such as
 	// spiffe://cluster.local/ns/shop/sa/frontend; a trailing "*" matches
-	// any suffix.
-	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:items:Pattern=`^spiffe://[^/]+(/[^*]*)?\*?$`
+	// any suffix (spiffe://cluster.local/ns/shop/* is every workload of
+	// namespace shop, spiffe://* any caller with a mesh identity). A "*"
+	// anywhere else is refused.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=1024
+	// +kubebuilder:validation:items:Pattern=`^spiffe://([*]|[^/*]+(/[^*]*)?[*]?)$`
+	// +kubebuilder:validation:items:XValidation:rule="self.startsWith('spiffe://') && (!self.contains('*') || self.indexOf('*') == size(self) - 1)",message="identities must be SPIFFE IDs such as spiffe://cluster.local/ns/shop/sa/frontend, with a * only at the end"
 	// +listType=set
 	// +optional
 	Identities []string `json:"identities,omitempty"`
-	// Namespaces of the caller.
-	// +kubebuilder:validation:MaxItems=64
+	// Namespaces of the caller (namespace names, no wildcards).
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:items:XValidation:rule="self == self.lowerAscii() && !self.contains('*')",message="namespaces must be namespace names: lower case, no wildcards"
 	// +listType=set
 	// +optional
 	Namespaces []string `json:"namespaces,omitempty"`
@@ -108,6 +115,8 @@ type AuthorizationSource struct {
 // AuthorizationOperation matches what is called; every set field must
 // match. Methods and paths apply to HTTP only: a TCP connection never
 // matches an operation that sets them.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.ports) && size(self.ports) > 0) || (has(self.methods) && size(self.methods) > 0) || (has(self.paths) && size(self.paths) > 0)",message="to entries need ports, methods or paths"
 type AuthorizationOperation struct {
 	// Ports are destination (pod) ports.
 	// +kubebuilder:validation:MaxItems=64
@@ -116,14 +125,22 @@ type AuthorizationOperation struct {
 	// +listType=set
 	// +optional
 	Ports []int32 `json:"ports,omitempty"`
-	// Methods are HTTP methods, e.g. GET.
+	// Methods are HTTP methods in upper case, e.g. GET (methods are case
+	// sensitive, so "get" would never match).
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=32
+	// +kubebuilder:validation:items:Pattern=`^[A-Z]+(-[A-Z]+)*$`
+	// +kubebuilder:validation:items:XValidation:rule="self == self.upperAscii()",message="methods must be upper-case HTTP methods such as GET or POST"
 	// +listType=set
 	// +optional
 	Methods []string `json:"methods,omitempty"`
-	// Paths are exact paths, or prefixes ending in "*" (e.g. /api/*).
-	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:items:Pattern=`^/`
+	// Paths are exact paths, or prefixes ending in "*" (e.g. /api/*
+	// matches every path that starts with /api/). They start with "/"; a
+	// "*" is allowed only at the end.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=1024
+	// +kubebuilder:validation:items:Pattern=`^/[^*]*[*]?$`
+	// +kubebuilder:validation:items:XValidation:rule="self.startsWith('/') && (!self.contains('*') || self.indexOf('*') == size(self) - 1)",message="paths must start with / and may end with * (a prefix such as /api/*); a * is allowed only at the end"
 	// +listType=set
 	// +optional
 	Paths []string `json:"paths,omitempty"`

@@ -34,6 +34,7 @@ type TrafficPolicyList struct {
 // TrafficPolicySpec is the desired behaviour.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.retry) || has(self.timeouts) || has(self.faults) || has(self.loadBalancer) || has(self.outlierDetection) || has(self.connectionLimits)",message="a TrafficPolicy must set at least one of retry, timeouts, faults, loadBalancer, outlierDetection or connectionLimits"
+// +kubebuilder:validation:XValidation:rule="!(has(self.retry) && has(self.retry.perTryTimeout) && has(self.timeouts) && has(self.timeouts.request)) || duration(self.retry.perTryTimeout) <= duration(self.timeouts.request)",message="retry.perTryTimeout must not be longer than timeouts.request"
 type TrafficPolicySpec struct {
 	// TargetRefs are the Services (in this namespace) the policy applies to.
 	// +kubebuilder:validation:MinItems=1
@@ -69,9 +70,10 @@ type RetryOn string
 // RetryPolicy retries failed requests, within a budget.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.retriableStatusCodes) || (has(self.retryOn) && 'retriable-status-codes' in self.retryOn)",message="retriableStatusCodes needs 'retriable-status-codes' in retryOn"
+// +kubebuilder:validation:XValidation:rule="!has(self.retryOn) || !('retriable-status-codes' in self.retryOn) || has(self.retriableStatusCodes)",message="retryOn 'retriable-status-codes' needs retriableStatusCodes"
 type RetryPolicy struct {
-	// Attempts is the number of retries after the first try; 0 disables
-	// retries.
+	// Attempts is the number of retries after the first try, 0 to 10; 0
+	// disables retries.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=10
 	Attempts int32 `json:"attempts"`
@@ -84,12 +86,15 @@ type RetryPolicy struct {
 	// 5xx, gateway-error (502, 503, 504), reset and connect-failure apply
 	// to HTTP; cancelled, deadline-exceeded, internal, resource-exhausted
 	// and unavailable to gRPC status codes.
+	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=set
 	// +optional
 	RetryOn []RetryOn `json:"retryOn,omitempty"`
-	// RetriableStatusCodes are HTTP statuses to retry when retryOn has
-	// retriable-status-codes.
+	// RetriableStatusCodes are HTTP statuses (100 to 599) to retry; they
+	// are used only with, and required by, retriable-status-codes in
+	// retryOn.
+	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:Minimum=100
 	// +kubebuilder:validation:items:Maximum=599
@@ -106,6 +111,8 @@ type RetryPolicy struct {
 }
 
 // RetryBackoff is exponential backoff with jitter.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.baseInterval) || !has(self.maxInterval) || duration(self.baseInterval) <= duration(self.maxInterval)",message="backoff.maxInterval must not be shorter than backoff.baseInterval"
 type RetryBackoff struct {
 	// BaseInterval is the first backoff; default 25ms.
 	// +optional
@@ -122,14 +129,17 @@ type RetryBudget struct {
 	// +optional
 	Percent *Percent `json:"percent,omitempty"`
 	// MinRetriesPerSecond are always allowed, so low-traffic services can
-	// retry.
+	// retry; 0 to 10000.
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
 	// +kubebuilder:default=10
 	// +optional
 	MinRetriesPerSecond *int32 `json:"minRetriesPerSecond,omitempty"`
 }
 
 // TimeoutPolicy bounds requests.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.request) || has(self.idle)",message="timeouts must set request, idle or both"
 type TimeoutPolicy struct {
 	// Request bounds a whole request, retries included.
 	// +optional
@@ -233,6 +243,8 @@ type OutlierDetection struct {
 }
 
 // ConnectionLimits bound what one node proxy sends to a Service.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.maxConnections) || has(self.maxPendingRequests) || has(self.maxRequests)",message="connectionLimits must set at least one of maxConnections, maxPendingRequests or maxRequests"
 type ConnectionLimits struct {
 	// MaxConnections to the Service's endpoints (TCP, or HBONE streams).
 	// +kubebuilder:validation:Minimum=1

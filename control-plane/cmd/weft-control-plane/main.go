@@ -49,6 +49,9 @@ func run() error {
 	fs.StringVar(&cfg.CASecret, "ca-secret", "weft-ca", "Kubernetes mode: Secret with the CA (tls.crt, tls.key, ca.crt); created with a new root when absent")
 	fs.StringVar(&cfg.BundleConfigMap, "bundle-configmap", "weft-trust-bundle", "Kubernetes mode: ConfigMap the trust bundle is published to (key ca.crt)")
 	fs.StringVar(&serviceAccounts, "node-proxy-service-accounts", "weft-system/weft-node-proxy", "Kubernetes mode: comma-separated NAMESPACE/NAME of service accounts that may bootstrap node identities")
+	fs.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "DNS suffix of Service names")
+	fs.DurationVar(&cfg.XDSDebounce, "xds-debounce", 100*time.Millisecond, "how long a burst of changes is grouped before it is pushed")
+	fs.StringVar(&cfg.Leader.Identity, "leader-identity", os.Getenv("POD_NAME"), "Kubernetes mode: this replica's name in leader election (default: hostname + random)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	_ = fs.Parse(os.Args[1:])
 

@@ -13,6 +13,8 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,15 +27,22 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
 	"github.com/weftmesh/weft/certs"
 	"github.com/weftmesh/weft/control-plane/internal/identity"
 	"github.com/weftmesh/weft/control-plane/internal/kubeauth"
+	"github.com/weftmesh/weft/control-plane/internal/model"
+	"github.com/weftmesh/weft/control-plane/internal/source"
 	"github.com/weftmesh/weft/control-plane/internal/source/dir"
 	"github.com/weftmesh/weft/control-plane/internal/source/kube"
+	"github.com/weftmesh/weft/control-plane/internal/status/kubewriter"
+	"github.com/weftmesh/weft/control-plane/internal/translate"
+	"github.com/weftmesh/weft/control-plane/internal/xds"
 )
 
 // Config is everything the control plane needs. Exactly one of Kube and
@@ -75,6 +84,15 @@ type Config struct {
 	BundleConfigMap string
 	// NodeProxyServiceAccounts may bootstrap node identities ("ns/name").
 	NodeProxyServiceAccounts []string
+
+	// ClusterDomain is the DNS suffix of Service names ("cluster.local").
+	ClusterDomain string
+	// XDSDebounce groups bursts of changes before pushing; zero means
+	// 100ms.
+	XDSDebounce time.Duration
+	// Leader tunes the leader election that picks the replica writing
+	// status (Kubernetes mode).
+	Leader LeaderConfig
 
 	// Log receives the control plane's logs; nil means slog.Default().
 	Log *slog.Logger
@@ -124,8 +142,19 @@ type ControlPlane struct {
 	ln        net.Listener
 	admin     *http.Server
 	adminLn   net.Listener
-	dirSource *dir.Source
+	src       source.Source
+	dirSource *dir.Source  // local mode
+	kubeSrc   *kube.Source // Kubernetes mode
 	client    kubernetes.Interface
+	xds       *xds.Server
+	status    *kubewriter.Writer // Kubernetes mode
+	leader    *leader            // Kubernetes mode
+	synced    atomic.Bool        // the source has synced: xDS may be served
+
+	meshMu   sync.Mutex // guards the fields below: the translation of the latest snapshot
+	mesh     *translate.Mesh
+	meshSnap *model.Snapshot
+	meshCA   *certs.CA
 }
 
 // New loads (or creates) the CA, reads the sources and binds the ports.
@@ -160,7 +189,7 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config dir: %w", err)
 		}
-		cp.dirSource, nodes, pods = src, tokens, src
+		cp.dirSource, cp.src, nodes, pods = src, src, tokens, src
 	} else {
 		if cfg.PollInterval == 0 {
 			cp.cfg.PollInterval = 30 * time.Second
@@ -173,6 +202,20 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 		cp.store = kube.SecretStore{Client: client, Namespace: cfg.Namespace, Name: cfg.CASecret}
 		nodes = &kubeauth.TokenReview{Client: client, ServiceAccounts: cfg.NodeProxyServiceAccounts}
 		pods = kube.Pods{Client: client}
+		if cp.kubeSrc, err = kube.NewSource(kube.SourceConfig{REST: cfg.Kube, Log: log}); err != nil {
+			return nil, err
+		}
+		cp.src = cp.kubeSrc
+		gw, err := gwclient.NewForConfig(cfg.Kube)
+		if err != nil {
+			return nil, fmt.Errorf("gateway API client: %w", err)
+		}
+		dyn, err := dynamic.NewForConfig(cfg.Kube)
+		if err != nil {
+			return nil, fmt.Errorf("dynamic client: %w", err)
+		}
+		cp.status = &kubewriter.Writer{Gateway: gw, Dynamic: dyn}
+		cp.leader = &leader{cfg: cfg.Leader.withDefaults(), client: client, ns: cfg.Namespace, log: log}
 	}
 
 	m, created, err := certs.LoadOrCreate(ctx, cp.store, td, nil)
@@ -191,8 +234,15 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(identity.ServerTLS(cp.authority, nil))))
+	cp.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(identity.ServerTLS(cp.authority, nil))),
+		grpc.MaxRecvMsgSize(16<<20))
 	identityv1.RegisterIdentityServer(cp.grpc, svc)
+	cp.xds, err = xds.New(xds.Config{Builder: cp.build, Authenticate: xds.NodeFromPeer(cp.authority),
+		Debounce: cfg.XDSDebounce, Registerer: reg, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	cp.xds.Register(cp.grpc)
 	if cp.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
@@ -242,6 +292,14 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	g.Go(func() error { return cp.publishBundle(ctx) })
 	if cp.dirSource != nil {
 		g.Go(func() error { cp.dirSource.Run(ctx, cp.cfg.PollInterval); return nil })
+	}
+	if cp.kubeSrc != nil {
+		g.Go(func() error { return cp.kubeSrc.Run(ctx) })
+	}
+	g.Go(func() error { return cp.xds.Run(ctx) })
+	g.Go(func() error { return cp.pushChanges(ctx) })
+	if cp.leader != nil {
+		g.Go(func() error { return cp.leader.run(ctx, cp.writeStatus) })
 	}
 	g.Go(func() error {
 		<-ctx.Done()
@@ -303,6 +361,10 @@ func (cp *ControlPlane) adminMux(reg *prometheus.Registry) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !cp.synced.Load() {
+			http.Error(w, "not ready: the configuration source has not synced yet", http.StatusServiceUnavailable)
+			return
+		}
 		if cp.dirSource != nil {
 			if err := cp.dirSource.LastError(); err != nil {
 				// Serving the last good state; still ready, but say so.
@@ -313,6 +375,7 @@ func (cp *ControlPlane) adminMux(reg *prometheus.Registry) *http.ServeMux {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /debug/config", cp.xds.DebugHandler())
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

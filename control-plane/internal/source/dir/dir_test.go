@@ -101,7 +101,7 @@ func TestErrors(t *testing.T) {
 	for _, tc := range []struct{ name, content, want string }{
 		{"unknown field", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeNme: x}\n", `x.yaml:1: error unmarshaling JSON: while decoding JSON: json: unknown field "nodeNme"`},
 		{"no kind", "apiVersion: v1\nmetadata: {name: a}\n", "no apiVersion or kind"},
-		{"duplicate pod", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\n", "x.yaml:5: pod default/a defined twice"},
+		{"duplicate pod", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\n", "x.yaml:5: Pod default/a defined twice (first at "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := t.TempDir()

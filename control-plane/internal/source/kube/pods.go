@@ -1,18 +1,20 @@
-// Package kube is the Kubernetes side of the control plane: it turns API
-// objects into model types and keeps CA material in a Secret. Kubernetes
-// types do not travel past this package (and kubeauth).
+// Package kube is the Kubernetes side of the control plane: Source watches
+// the cluster with informers and keeps the model (see source.go), Pods reads
+// a pod directly for signing decisions, and SecretStore keeps CA material in
+// a Secret. Objects become model types through source/convert; Kubernetes
+// types do not travel past source/** (and kubeauth).
 package kube
 
 import (
 	"context"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftmesh/weft/control-plane/internal/model"
+	"github.com/weftmesh/weft/control-plane/internal/source/convert"
 )
 
 // Pods looks pods up with a direct API read, so that a signing decision is
@@ -34,21 +36,9 @@ func (p Pods) Pod(ctx context.Context, namespace, name string) (*model.Pod, *mod
 	ns, err := p.Client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return PodFromAPI(pod), nil, nil
+		return convert.Pod(pod), nil, nil
 	case err != nil:
 		return nil, nil, fmt.Errorf("get namespace %s: %w", namespace, err)
 	}
-	return PodFromAPI(pod), NamespaceFromAPI(ns), nil
-}
-
-// PodFromAPI converts a Pod.
-func PodFromAPI(p *corev1.Pod) *model.Pod {
-	return &model.Pod{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID), NodeName: p.Spec.NodeName,
-		ServiceAccount: p.Spec.ServiceAccountName, IP: p.Status.PodIP, HostNetwork: p.Spec.HostNetwork,
-		Labels: p.Labels, Annotations: p.Annotations}
-}
-
-// NamespaceFromAPI converts a Namespace.
-func NamespaceFromAPI(ns *corev1.Namespace) *model.Namespace {
-	return &model.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
+	return convert.Pod(pod), convert.Namespace(ns), nil
 }

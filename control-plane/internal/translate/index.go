@@ -1,0 +1,243 @@
+package translate
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	xdsv1 "github.com/weftmesh/weft/api/xds/v1"
+	"github.com/weftmesh/weft/control-plane/internal/model"
+)
+
+// index is the snapshot reorganised for lookups, built once per Mesh.
+type index struct {
+	snap *model.Snapshot
+	opts Options
+
+	services []*svcInfo // sorted by key; ExternalName Services left out
+	svcByKey map[string]*svcInfo
+	svcsByNS map[string][]*svcInfo
+
+	// slicesBySvc holds each Service's EndpointSlices, sorted by key.
+	slicesBySvc map[string][]*model.EndpointSlice
+	// podSvcs records, per pod key, the Services whose slices list it.
+	podSvcs map[string][]string
+	// policies holds the TrafficPolicy targets per Service key, in
+	// precedence order (see effectivePolicy).
+	policies map[string][]policyTarget
+	// authz holds the AuthorizationPolicies per namespace, sorted by name.
+	authz map[string][]*model.AuthorizationPolicy
+}
+
+// svcInfo is a Service and its names.
+type svcInfo struct {
+	svc   *model.Service
+	key   string // namespace/name
+	host  string // name.namespace.svc.<domain>
+	ports []*portInfo
+}
+
+// portInfo is one TCP port of a Service and the names derived from it.
+type portInfo struct {
+	svc      *svcInfo
+	port     model.ServicePort
+	protocol xdsv1.Protocol
+	listener string // also the RouteConfiguration name
+	cluster  string
+}
+
+// policyTarget is one targetRef of a TrafficPolicy that names a Service.
+type policyTarget struct {
+	tp      *model.TrafficPolicy
+	section string
+}
+
+func newIndex(s *model.Snapshot, opts Options) *index {
+	ix := &index{
+		snap:        s,
+		opts:        opts,
+		svcByKey:    map[string]*svcInfo{},
+		svcsByNS:    map[string][]*svcInfo{},
+		slicesBySvc: map[string][]*model.EndpointSlice{},
+		podSvcs:     map[string][]string{},
+		policies:    map[string][]policyTarget{},
+		authz:       map[string][]*model.AuthorizationPolicy{},
+	}
+	for _, key := range sortedKeys(s.Services) {
+		svc := s.Services[key]
+		if svc.Type == "ExternalName" {
+			continue
+		}
+		si := &svcInfo{svc: svc, key: svc.Key(), host: hostname(svc.Name, svc.Namespace, opts.ClusterDomain)}
+		for _, sp := range svc.Ports {
+			if sp.Protocol != "" && sp.Protocol != "TCP" {
+				continue
+			}
+			si.ports = append(si.ports, &portInfo{
+				svc:      si,
+				port:     sp,
+				protocol: protocolOf(sp),
+				listener: listenerName(si.host, sp.Port),
+				cluster:  clusterName(si.host, sp.Port),
+			})
+		}
+		ix.services = append(ix.services, si)
+		ix.svcByKey[si.key] = si
+		ix.svcsByNS[svc.Namespace] = append(ix.svcsByNS[svc.Namespace], si)
+	}
+	for _, key := range sortedKeys(s.EndpointSlices) {
+		es := s.EndpointSlices[key]
+		svcKey := es.Namespace + "/" + es.Service
+		ix.slicesBySvc[svcKey] = append(ix.slicesBySvc[svcKey], es)
+		for _, ep := range es.Endpoints {
+			if ep.Pod == "" {
+				continue
+			}
+			if l := ix.podSvcs[ep.Pod]; !contains(l, svcKey) {
+				ix.podSvcs[ep.Pod] = append(l, svcKey)
+			}
+		}
+	}
+	tps := make([]*model.TrafficPolicy, 0, len(s.TrafficPolicies))
+	for _, tp := range s.TrafficPolicies {
+		tps = append(tps, tp)
+	}
+	sort.Slice(tps, func(i, j int) bool { return olderFirst(&tps[i].ObjectMeta, &tps[j].ObjectMeta) })
+	for _, tp := range tps {
+		for _, t := range tp.Targets {
+			if !isServiceRef(t.Group, t.Kind) {
+				continue
+			}
+			k := tp.Namespace + "/" + t.Name
+			ix.policies[k] = append(ix.policies[k], policyTarget{tp: tp, section: t.SectionName})
+		}
+	}
+	for _, key := range sortedKeys(s.AuthorizationPolicies) {
+		ap := s.AuthorizationPolicies[key]
+		ix.authz[ap.Namespace] = append(ix.authz[ap.Namespace], ap)
+	}
+	return ix
+}
+
+// olderFirst is Gateway API's tie-break: the oldest object wins, then the
+// first by "namespace/name".
+func olderFirst(a, b *model.ObjectMeta) bool {
+	if !a.Created.Equal(b.Created) {
+		return a.Created.Before(b.Created)
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+// isServiceRef reports whether a reference's group and kind name a core
+// Service ("" kind defaults to Service).
+func isServiceRef(group, kind string) bool {
+	return (kind == "" || kind == "Service") && (group == "" || group == "core")
+}
+
+// selects reports whether svc's selector picks pod.
+func selects(svc *model.Service, pod *model.Pod) bool {
+	if len(svc.Selector) == 0 || svc.Namespace != pod.Namespace {
+		return false
+	}
+	for k, v := range svc.Selector {
+		if l, ok := pod.Labels[k]; !ok || l != v {
+			return false
+		}
+	}
+	return true
+}
+
+// servicesOf returns the Services pod is a backend of, sorted by key: the
+// ones whose selector matches it and the ones whose slices list it.
+func (ix *index) servicesOf(pod *model.Pod) []*svcInfo {
+	var out []*svcInfo
+	fromSlices := ix.podSvcs[pod.Key()]
+	for _, si := range ix.svcsByNS[pod.Namespace] {
+		if contains(fromSlices, si.key) || selects(si.svc, pod) {
+			out = append(out, si)
+		}
+	}
+	return out // svcsByNS is sorted, so out is too
+}
+
+// targetPort resolves the pod port a Service port sends to: the number
+// written in the Service, or, for a named targetPort, the number the
+// Service's EndpointSlices give the port. 0 when unknown.
+func (ix *index) targetPort(pi *portInfo) int32 {
+	if pi.port.TargetPort != 0 {
+		return pi.port.TargetPort
+	}
+	for _, es := range ix.slicesBySvc[pi.svc.key] {
+		for _, p := range es.Ports {
+			if p.Name == pi.port.Name && p.Port != 0 {
+				return p.Port
+			}
+		}
+	}
+	if pi.port.TargetPortName == "" {
+		return pi.port.Port // Kubernetes defaults targetPort to port
+	}
+	return 0
+}
+
+// protocolOf decides a Service port's protocol: appProtocol first, then
+// the port name's prefix (the part before the first "-").
+func protocolOf(sp model.ServicePort) xdsv1.Protocol {
+	if p := protocolByName(strings.ToLower(sp.AppProtocol)); p != xdsv1.Protocol_PROTOCOL_UNSPECIFIED {
+		return p
+	}
+	name, _, _ := strings.Cut(strings.ToLower(sp.Name), "-")
+	return protocolByName(name)
+}
+
+func protocolByName(s string) xdsv1.Protocol {
+	switch s {
+	case "http":
+		return xdsv1.Protocol_PROTOCOL_HTTP
+	case "http2", "h2c", "kubernetes.io/h2c":
+		return xdsv1.Protocol_PROTOCOL_HTTP2
+	case "grpc":
+		return xdsv1.Protocol_PROTOCOL_GRPC
+	case "tcp":
+		return xdsv1.Protocol_PROTOCOL_TCP
+	}
+	return xdsv1.Protocol_PROTOCOL_UNSPECIFIED
+}
+
+// Names. docs/concepts/xds.md documents them.
+
+func hostname(name, namespace, domain string) string {
+	return name + "." + namespace + ".svc." + domain
+}
+
+func listenerName(host string, port int32) string {
+	return host + ":" + strconv.Itoa(int(port))
+}
+
+func clusterName(host string, port int32) string {
+	return "outbound|" + strconv.Itoa(int(port)) + "||" + host
+}
+
+// invalidClusterName names the empty cluster a backendRef that cannot be
+// resolved sends to. Its own prefix keeps it apart from a real Service's
+// cluster (a backend in another namespace may well exist).
+func invalidClusterName(b model.Backend, namespace string, port int32, domain string) string {
+	if isServiceRef(b.Group, b.Kind) {
+		return "invalid|" + strconv.Itoa(int(port)) + "||" + hostname(b.Name, namespace, domain)
+	}
+	group := b.Group
+	if group == "" {
+		group = "core"
+	}
+	return "invalid|" + strconv.Itoa(int(port)) + "|" + b.Kind + "." + group + "|" + b.Name + "." + namespace
+}
+
+func spiffeID(trustDomain, namespace, serviceAccount string) string {
+	if serviceAccount == "" {
+		serviceAccount = "default"
+	}
+	return "spiffe://" + trustDomain + "/ns/" + namespace + "/sa/" + serviceAccount
+}
