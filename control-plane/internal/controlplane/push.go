@@ -2,7 +2,7 @@ package controlplane
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -10,11 +10,12 @@ import (
 	"github.com/weftmesh/weft/certs"
 	"github.com/weftmesh/weft/control-plane/internal/status"
 	"github.com/weftmesh/weft/control-plane/internal/translate"
+	"github.com/weftmesh/weft/control-plane/internal/xds"
 )
 
 // errNotSynced is what the xDS builder answers until the source has synced,
 // so no node proxy is ever sent a partial configuration.
-var errNotSynced = errors.New("configuration source not synced yet")
+var errNotSynced = fmt.Errorf("configuration source not synced yet: %w", xds.ErrNotReady)
 
 // build is the xDS Builder: the latest snapshot, translated once (per
 // snapshot and CA) for all nodes, plus the node's own workloads.

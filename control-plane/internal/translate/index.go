@@ -22,6 +22,10 @@ type index struct {
 	slicesBySvc map[string][]*model.EndpointSlice
 	// podSvcs records, per pod key, the Services whose slices list it.
 	podSvcs map[string][]string
+	// backendOf lists, per pod key, the Services the pod is a backend of
+	// (selector or slices), sorted by key; built once so that a node's
+	// workloads cost no scan over every Service.
+	backendOf map[string][]*svcInfo
 	// policies holds the TrafficPolicy targets per Service key, in
 	// precedence order (see effectivePolicy).
 	policies map[string][]policyTarget
@@ -116,6 +120,7 @@ func newIndex(s *model.Snapshot, opts Options) *index {
 		ap := s.AuthorizationPolicies[key]
 		ix.authz[ap.Namespace] = append(ix.authz[ap.Namespace], ap)
 	}
+	ix.indexBackends()
 	return ix
 }
 
@@ -153,14 +158,64 @@ func selects(svc *model.Service, pod *model.Pod) bool {
 // servicesOf returns the Services pod is a backend of, sorted by key: the
 // ones whose selector matches it and the ones whose slices list it.
 func (ix *index) servicesOf(pod *model.Pod) []*svcInfo {
-	var out []*svcInfo
-	fromSlices := ix.podSvcs[pod.Key()]
-	for _, si := range ix.svcsByNS[pod.Namespace] {
-		if contains(fromSlices, si.key) || selects(si.svc, pod) {
-			out = append(out, si)
+	return ix.backendOf[pod.Key()]
+}
+
+// indexBackends fills backendOf. Pods are indexed by namespace and label
+// pair, and each Service's selector is evaluated only on the pods that carry
+// its rarest pair: O(pods + matches) instead of O(pods x Services).
+func (ix *index) indexBackends() {
+	byLabel := map[string]map[string][]*model.Pod{} // namespace -> "k=v" -> pods
+	for _, key := range sortedKeys(ix.snap.Pods) {
+		p := ix.snap.Pods[key]
+		m := byLabel[p.Namespace]
+		if m == nil {
+			m = map[string][]*model.Pod{}
+			byLabel[p.Namespace] = m
+		}
+		for k, v := range p.Labels {
+			m[k+"="+v] = append(m[k+"="+v], p)
 		}
 	}
-	return out // svcsByNS is sorted, so out is too
+	member := map[string]map[string]bool{} // pod key -> service keys
+	add := func(pod, svc string) {
+		if member[pod] == nil {
+			member[pod] = map[string]bool{}
+		}
+		member[pod][svc] = true
+	}
+	for _, si := range ix.services {
+		if len(si.svc.Selector) == 0 {
+			continue
+		}
+		var candidates []*model.Pod
+		first := true
+		for k, v := range si.svc.Selector {
+			l := byLabel[si.svc.Namespace][k+"="+v]
+			if first || len(l) < len(candidates) {
+				candidates, first = l, false
+			}
+		}
+		for _, p := range candidates {
+			if selects(si.svc, p) {
+				add(p.Key(), si.key)
+			}
+		}
+	}
+	for pod, svcs := range ix.podSvcs {
+		for _, s := range svcs {
+			add(pod, s)
+		}
+	}
+	ix.backendOf = make(map[string][]*svcInfo, len(member))
+	for pod, svcs := range member {
+		ns, _, _ := strings.Cut(pod, "/")
+		for _, si := range ix.svcsByNS[ns] { // sorted by key
+			if svcs[si.key] {
+				ix.backendOf[pod] = append(ix.backendOf[pod], si)
+			}
+		}
+	}
 }
 
 // targetPort resolves the pod port a Service port sends to: the number

@@ -26,6 +26,11 @@ import (
 // model change during a rebuild is followed by a Notify and another one.
 type Builder func(node string) (map[string][]types.Resource, error)
 
+// ErrNotReady, returned (or wrapped) by a Builder, means there is no
+// configuration to serve yet (the source has not synced): the node is
+// built again at the next Notify, and nothing is logged as an error.
+var ErrNotReady = errors.New("xDS configuration not ready")
+
 // Default debounce timings.
 const (
 	DefaultDebounce = 100 * time.Millisecond
@@ -94,6 +99,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	cache   cachev3.SnapshotCache
+	sets    *setCache // resource sets shared between nodes' snapshots
 	xds     serverv3.Server
 	metrics *metrics
 	stop    context.CancelFunc // ends every stream; called when Run returns
@@ -133,6 +139,7 @@ func New(cfg Config) (*Server, error) {
 	// those; in ADS mode the cache would wait until every resource of the
 	// snapshot was asked for. See the package doc.
 	s.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, logger)
+	s.sets = newSetCache()
 	s.xds = serverv3.NewServer(ctx, s.cache, callbacks{s}, sotwv3.WithLogger(logger))
 	return s, nil
 }
@@ -216,6 +223,9 @@ func (s *Server) syncNodes(ctx context.Context) {
 // are done. Only Run's goroutine calls it, so a node is never set and
 // cleared at the same time.
 func (s *Server) publishAll(ctx context.Context, nodes []string, trigger string, since func(string) time.Time) {
+	if trigger != triggerConnect {
+		s.sets.rotate() // a model change: the previous generation's sets are now old
+	}
 	work := make(chan string)
 	var wg sync.WaitGroup
 	for range min(s.cfg.Parallelism, len(nodes)) {
@@ -236,14 +246,18 @@ func (s *Server) publishAll(ctx context.Context, nodes []string, trigger string,
 // differs from the one the node has. Otherwise the previous one stays.
 func (s *Server) publish(ctx context.Context, node, trigger string, since time.Time) {
 	res, err := s.cfg.Builder(node)
+	if errors.Is(err, ErrNotReady) {
+		s.log.Debug("no xDS snapshot yet", logKeyNode, node, logKeyErr, err)
+		return
+	}
 	if err != nil {
 		s.metrics.buildErrors.Inc()
 		s.log.Error("building xDS snapshot failed; keeping the previous one", logKeyNode, node, logKeyErr, err)
 		return
 	}
-	snap, err := NewSnapshot(res)
+	snap, err := newSnapshot(res, s.sets)
 	if err == nil {
-		err = snap.Consistent()
+		err = s.sets.consistent(snap)
 	}
 	if err != nil {
 		s.metrics.inconsistent.Inc()

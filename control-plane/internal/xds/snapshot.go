@@ -39,6 +39,7 @@ type resourceSet struct {
 	version  string                           // hash over names and per-resource versions
 	items    map[string]types.ResourceWithTTL // by name
 	versions map[string]string                // per-resource content hash, for delta
+	plain    map[string]types.Resource        // items without TTL, for GetResources; read-only
 }
 
 var _ cachev3.ResourceSnapshot = (*Snapshot)(nil)
@@ -54,10 +55,16 @@ var emptyVersion = hashVersion(nil)
 // cluster_name, otherwise the message's "name" field. It does not check
 // references between resources; see Consistent.
 func NewSnapshot(resources map[string][]types.Resource) (*Snapshot, error) {
+	return newSnapshot(resources, nil)
+}
+
+// newSnapshot is NewSnapshot with a cache of sets shared between nodes
+// (nil means none).
+func newSnapshot(resources map[string][]types.Resource, cache *setCache) (*Snapshot, error) {
 	s := &Snapshot{sets: make(map[string]*resourceSet, len(resources))}
 	var errs []error
 	for _, typeURL := range slices.Sorted(maps.Keys(resources)) {
-		set, err := newResourceSet(typeURL, resources[typeURL])
+		set, err := cache.set(typeURL, resources[typeURL])
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -86,6 +93,7 @@ func newResourceSet(typeURL string, list []types.Resource) (*resourceSet, error)
 	set := &resourceSet{
 		items:    make(map[string]types.ResourceWithTTL, len(list)),
 		versions: make(map[string]string, len(list)),
+		plain:    make(map[string]types.Resource, len(list)),
 	}
 	for i, r := range list {
 		if r == nil || !r.ProtoReflect().IsValid() {
@@ -106,6 +114,7 @@ func newResourceSet(typeURL string, list []types.Resource) (*resourceSet, error)
 			return nil, fmt.Errorf("%s %q: %w", msgName, name, err)
 		}
 		set.items[name] = types.ResourceWithTTL{Resource: r}
+		set.plain[name] = r
 		set.versions[name] = hashVersion([][]byte{b})
 	}
 	set.version = hashNamed(set.versions)
@@ -154,17 +163,15 @@ func (s *Snapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceW
 	return nil
 }
 
-// GetResources returns the resources of a type by name.
+// GetResources returns the resources of a type by name. The map is shared
+// by every snapshot holding the same set (go-control-plane only reads it);
+// it must not be modified.
 func (s *Snapshot) GetResources(typeURL string) map[string]types.Resource {
 	set, ok := s.sets[typeURL]
 	if !ok {
 		return nil
 	}
-	out := make(map[string]types.Resource, len(set.items))
-	for name, r := range set.items {
-		out[name] = r.Resource
-	}
-	return out
+	return set.plain
 }
 
 // ConstructVersionMap does nothing: per-resource versions are computed

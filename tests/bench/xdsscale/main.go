@@ -42,6 +42,7 @@ type config struct {
 	nodes, pods, services, rounds int
 	bin, crds                     string
 	namespace                     string
+	memLimit                      string
 }
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	flag.StringVar(&c.bin, "control-plane", "bin/weft-control-plane", "the control plane binary")
 	flag.StringVar(&c.crds, "crds", "charts/weft/crds", "CRDs to install")
 	flag.StringVar(&c.namespace, "namespace", "bench", "namespace of the simulated workloads")
+	flag.StringVar(&c.memLimit, "gomemlimit", "900MiB", "GOMEMLIMIT of the control plane (as the Helm chart sets from its memory limit); empty for none")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "xdsscale:", err)
@@ -91,6 +93,9 @@ func run(c config) error {
 	cmd := exec.CommandContext(ctx, c.bin, "--kubeconfig", cluster.Kubeconfig, "--namespace", "weft-system",
 		"--listen", addr, "--admin-listen", admin, "--log-level", "warn")
 	cmd.Stderr = os.Stderr
+	if c.memLimit != "" {
+		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+c.memLimit)
+	}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -170,7 +175,7 @@ func run(c config) error {
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	rss, hwm := memory(cmd.Process.Pid)
 	fmt.Printf("\nall rounds: p50 %s, p99 %s, max %s over %d client updates\n", pct(all, 50), pct(all, 99), all[len(all)-1].Round(time.Millisecond), len(all))
-	fmt.Printf("control plane RSS %s (peak %s) with %d pods, %d services, %d nodes connected\n", rss, hwm, c.pods, c.services, c.nodes)
+	fmt.Printf("control plane RSS %s (peak %s, GOMEMLIMIT %q) with %d pods, %d services, %d nodes connected\n", rss, hwm, c.memLimit, c.pods, c.services, c.nodes)
 	cancel()
 	wg.Wait()
 	return nil
