@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,6 +67,20 @@ spec:
     - {name: echo-v2, port: 9090, weight: V2}
 `
 
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
 // TestProxylessGRPC bootstraps a real gRPC-Go client (xds:/// resolver)
 // against the control plane over mutual TLS with the weft-spiffe
 // credentials, and checks that it routes by the GRPCRoute's weights and
@@ -105,7 +120,7 @@ func TestProxylessGRPC(t *testing.T) {
 	if err := os.WriteFile(tokens, []byte("node-a aaaaaaaaaaaaaaaaaaaaaaaa\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cp, err := New(ctx, Config{TrustDomain: "cluster.local", Listen: "127.0.0.1:0", ConfigDir: cfgDir, StateDir: stateDir,
+	cp, err := New(ctx, Config{TrustDomain: "cluster.local", Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", ConfigDir: cfgDir, StateDir: stateDir,
 		JoinTokensFile: tokens, PollInterval: 50 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +188,22 @@ func TestProxylessGRPC(t *testing.T) {
 		t.Errorf("echo-v2 got %.1f%% of %d calls, want 25%% ± 5", share, n)
 	}
 	t.Logf("75/25 GRPCRoute split: echo-v2 served %.1f%% of %d calls", share, n)
+
+	// The admin server shows node-a's configuration and the xDS metrics.
+	admin := "http://" + cp.AdminAddr().String()
+	for path, want := range map[string][]string{
+		"/debug/config?node=node-a": {"echo.grpc.svc.cluster.local:9090", "outbound|9090||echo-v2.grpc.svc.cluster.local"},
+		"/metrics":                  {"weft_xds_", "process_resident_memory_bytes"},
+		"/readyz":                   {"ok"},
+		"/healthz":                  {"ok"},
+	} {
+		body := httpGet(t, admin+path)
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				t.Errorf("GET %s lacks %q", path, w)
+			}
+		}
+	}
 
 	// Shift all traffic to v2: the client follows without reconnecting.
 	writeConfig(0, 100)

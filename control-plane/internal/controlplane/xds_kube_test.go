@@ -21,12 +21,15 @@ import (
 	"google.golang.org/grpc/credentials"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
+	"github.com/weftmesh/weft/api/v1alpha1"
 	"github.com/weftmesh/weft/certs"
 	"github.com/weftmesh/weft/tests/kube"
 )
@@ -310,6 +313,46 @@ func TestStatusAndLeaderElection(t *testing.T) {
 			}
 		}
 		return false, nil
+	})
+
+	// A TrafficPolicy gets status.ancestors: Accepted for the Service that
+	// exists, TargetNotFound for the one that does not.
+	dyn := dynamic.NewForConfigOrDie(c.Config)
+	gvr := v1alpha1.GroupVersion.WithResource("trafficpolicies")
+	tp := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "weftmesh.io/v1alpha1", "kind": "TrafficPolicy",
+		"metadata": map[string]any{"name": "retries", "namespace": "status"},
+		"spec": map[string]any{
+			"targetRefs": []any{map[string]any{"kind": "Service", "name": "reviews"}, map[string]any{"kind": "Service", "name": "ghost"}},
+			"retry":      map[string]any{"attempts": int64(3)},
+		}}}
+	if _, err := dyn.Resource(gvr).Namespace("status").Create(ctx, tp, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "TrafficPolicy ancestors", func() (bool, error) {
+		u, err := dyn.Resource(gvr).Namespace("status").Get(ctx, "retries", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		anc, _, _ := unstructured.NestedSlice(u.Object, "status", "ancestors")
+		if len(anc) != 2 {
+			return false, nil
+		}
+		got := map[string]string{}
+		for _, a := range anc {
+			am := a.(map[string]any)
+			name, _, _ := unstructured.NestedString(am, "ancestorRef", "name")
+			conds, _, _ := unstructured.NestedSlice(am, "conditions")
+			if ctrl, _, _ := unstructured.NestedString(am, "controllerName"); ctrl != "weftmesh.io/mesh" || len(conds) != 1 {
+				return false, fmt.Errorf("ancestor %v", am)
+			}
+			cm := conds[0].(map[string]any)
+			got[name] = fmt.Sprintf("%s/%s", cm["status"], cm["reason"])
+		}
+		if got["reviews"] != "True/Accepted" || got["ghost"] != "False/TargetNotFound" {
+			return false, fmt.Errorf("ancestors = %v, want reviews True/Accepted and ghost False/TargetNotFound", got)
+		}
+		return true, nil
 	})
 
 	// The leader stops; the other replica takes over.

@@ -26,10 +26,11 @@ import (
 type watcher struct {
 	node    string
 	conn    *grpc.ClientConn
-	ready   atomic.Bool // got a first RouteConfiguration
-	mu      sync.Mutex  // guards the fields below
-	want    uint32      // weight of the canary backend to wait for
-	seenAt  time.Time   // when want was first seen; zero until then
+	ready   atomic.Bool // got every subscribed type at least once
+	types   map[string]bool
+	mu      sync.Mutex // guards the fields below
+	want    uint32     // weight of the canary backend to wait for
+	seenAt  time.Time  // when want was first seen; zero until then
 	current uint32
 }
 
@@ -84,6 +85,13 @@ func (w *watcher) run(ctx context.Context, route, canary string) error {
 			return fmt.Errorf("%s: %w", w.node, err)
 		}
 		now := time.Now()
+		if w.types == nil {
+			w.types = map[string]bool{}
+		}
+		w.types[resp.GetTypeUrl()] = true
+		if len(w.types) == len(subscribed) {
+			w.ready.Store(true)
+		}
 		if resp.GetTypeUrl() == resourcev3.RouteType {
 			for _, r := range resp.GetResources() {
 				if r.GetName() != route {
@@ -106,7 +114,6 @@ func (w *watcher) observe(weight uint32, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.current = weight
-	w.ready.Store(true)
 	if weight == w.want && w.seenAt.IsZero() {
 		w.seenAt = at
 	}
