@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/weftmesh/weft/certs"
 )
@@ -62,4 +63,36 @@ func NewCA(t testing.TB, clock certs.Clock, opts certs.Options) (*certs.CA, *cer
 		t.Fatalf("new CA: %v", err)
 	}
 	return ca, m
+}
+
+// SVID issues an X.509 SVID for id from ca, with a fresh key.
+func SVID(t testing.TB, ca *certs.CA, id spiffeid.ID) *x509svid.SVID {
+	t.Helper()
+	key, err := certs.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := certs.NewCSR(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := certs.ParseCSR(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := ca.Sign(csr, id, 0)
+	if err != nil {
+		t.Fatalf("sign %s: %v", id, err)
+	}
+	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}
+}
+
+// NodeSVID issues the node SVID of node from ca.
+func NodeSVID(t testing.TB, ca *certs.CA, node string) *x509svid.SVID {
+	t.Helper()
+	id, err := certs.NodeID(ca.TrustDomain(), node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return SVID(t, ca, id)
 }

@@ -20,6 +20,7 @@ import (
 
 	echov1 "github.com/weftmesh/weft/api/echo/v1"
 	"github.com/weftmesh/weft/certs"
+	"github.com/weftmesh/weft/certs/certstest"
 	"github.com/weftmesh/weft/proxyless"
 	"github.com/weftmesh/weft/tests/apps/echo"
 )
@@ -132,15 +133,9 @@ func TestProxylessGRPC(t *testing.T) {
 
 	// The client's credentials: a node SVID for node-a, and the trust bundle.
 	ca := cp.Authority().CA()
-	key, _ := certs.NewKey()
-	der, _ := certs.NewCSR(key)
-	csr, _ := certs.ParseCSR(der)
-	id, _ := certs.NodeID(ca.TrustDomain(), "node-a")
-	chain, err := ca.Sign(csr, id, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, _ := certs.EncodePrivateKeyPEM(key)
+	svid := certstest.NodeSVID(t, ca, "node-a")
+	chain := svid.Certificates
+	keyPEM, _ := certs.EncodePrivateKeyPEM(svid.PrivateKey)
 	creds := proxyless.CredentialsConfig{CertificateFile: filepath.Join(dir, "svid.pem"), PrivateKeyFile: filepath.Join(dir, "svid-key.pem"),
 		TrustBundleFile: filepath.Join(dir, "ca.crt"), TrustDomain: "cluster.local"}
 	for f, b := range map[string][]byte{creds.CertificateFile: certs.EncodeCertificatesPEM(chain), creds.PrivateKeyFile: keyPEM,

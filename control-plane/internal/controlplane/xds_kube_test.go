@@ -16,7 +16,6 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/weftmesh/weft/api/v1alpha1"
 	"github.com/weftmesh/weft/certs"
+	"github.com/weftmesh/weft/certs/certstest"
 	"github.com/weftmesh/weft/tests/kube"
 )
 
@@ -87,15 +87,7 @@ type xdsClient struct {
 
 func newXDSClient(t *testing.T, ctx context.Context, addr, node string, ca *certs.CA) *xdsClient {
 	t.Helper()
-	key, _ := certs.NewKey()
-	der, _ := certs.NewCSR(key)
-	csr, _ := certs.ParseCSR(der)
-	id, _ := certs.NodeID(ca.TrustDomain(), node)
-	chain, err := ca.Sign(csr, id, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc := tlsconfig.MTLSClientConfig(&x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}, ca.Bundle(),
+	tc := tlsconfig.MTLSClientConfig(certstest.NodeSVID(t, ca, node), ca.Bundle(),
 		tlsconfig.AuthorizeID(certs.ControlPlaneID(ca.TrustDomain())))
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 	if err != nil {

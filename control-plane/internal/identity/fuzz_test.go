@@ -34,14 +34,7 @@ func FuzzSignWorkload(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	nodeKey, _ := certs.NewKey()
-	nodeCSR, _ := certs.NewCSR(nodeKey)
-	parsed, _ := certs.ParseCSR(nodeCSR)
-	nodeID, _ := certs.NodeID(certstest.TrustDomain, "node-a")
-	nodeChain, err := ca.Sign(parsed, nodeID, 0)
-	if err != nil {
-		f.Fatal(err)
-	}
+	nodeChain := certstest.NodeSVID(f, ca, "node-a").Certificates
 	ctx := peer.NewContext(context.Background(), &peer.Peer{
 		AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: nodeChain}}})
 	f.Fuzz(func(t *testing.T, wire []byte) {

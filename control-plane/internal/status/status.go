@@ -107,14 +107,7 @@ func Routes(s *model.Snapshot) []Route {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Kind != b.Kind {
-			return a.Kind < b.Kind
-		}
-		if a.Namespace != b.Namespace {
-			return a.Namespace < b.Namespace
-		}
-		return a.Name < b.Name
+		return less(string(out[i].Kind), out[i].Namespace, out[i].Name, string(out[j].Kind), out[j].Namespace, out[j].Name)
 	})
 	return out
 }
@@ -218,14 +211,7 @@ func Policies(s *model.Snapshot) []Policy {
 		add("AuthorizationPolicy", ap.ObjectMeta, ap.Targets)
 	}
 	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Kind != b.Kind {
-			return a.Kind < b.Kind
-		}
-		if a.Namespace != b.Namespace {
-			return a.Namespace < b.Namespace
-		}
-		return a.Name < b.Name
+		return less(string(out[i].Kind), out[i].Namespace, out[i].Name, string(out[j].Kind), out[j].Namespace, out[j].Name)
 	})
 	return out
 }
@@ -250,4 +236,15 @@ func dedupe(in []string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// less orders objects by kind, namespace and name.
+func less(kindA, nsA, nameA, kindB, nsB, nameB string) bool {
+	if kindA != kindB {
+		return kindA < kindB
+	}
+	if nsA != nsB {
+		return nsA < nsB
+	}
+	return nameA < nameB
 }
