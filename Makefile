@@ -33,6 +33,8 @@ kube-binaries: ## Build (once, cached outside the repo) kube-apiserver and etcd 
 	@tests/kube/build-binaries.sh >/dev/null
 
 test: tools lint verify-generated kube-binaries ## Everything: lint, generated files, unit (race), fuzz seeds, integration
+	@if [[ $$(id -u) -ne 0 || $$(uname -s) != Linux ]]; then \
+	  echo "!!! NOT ROOT ON LINUX: the network-namespace and end-to-end tests will SKIP (go test -v shows which)"; fi
 	WEFT_KUBE_BIN=$$(tests/kube/build-binaries.sh) $(GO) test -race -count=1 ./...
 
 test-unit: ## Only the packages whose tests need no kube-apiserver, with the race detector
