@@ -5,7 +5,7 @@ GO       ?= go
 BIN      := $(CURDIR)/bin
 FUZZTIME ?= 30s
 # Binaries built by `make build`.
-CMDS     := ./control-plane/cmd/... ./weftctl ./tests/apps/echo/cmd/weft-echo
+CMDS     := ./control-plane/cmd/... ./node-proxy/cmd/... ./weftctl ./tests/apps/echo/cmd/weft-echo
 
 .PHONY: help tools build generate verify-generated lint test test-unit test-integration kube-binaries fuzz bench demo clean
 

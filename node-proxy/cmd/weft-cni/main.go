@@ -1,0 +1,14 @@
+package main
+
+import (
+	"os"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/version"
+)
+
+func main() {
+	p := &plugin{stderr: os.Stderr, stdout: os.Stdout}
+	skel.PluginMainFuncs(skel.CNIFuncs{Add: p.add, Del: p.del, Check: p.check},
+		version.PluginSupports("0.4.0", "1.0.0"), "weft-cni: enrolls pods with the Weft node proxy")
+}
