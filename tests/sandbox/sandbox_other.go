@@ -1,0 +1,17 @@
+//go:build !linux
+
+package sandbox
+
+import (
+	"context"
+	"errors"
+)
+
+// Sandbox is a built topology; it needs Linux.
+type Sandbox struct{}
+
+// Up is not supported off Linux.
+func (t Topology) Up(ctx context.Context) (*Sandbox, error) { return nil, errors.ErrUnsupported }
+
+// Cleanup is not supported off Linux.
+func Cleanup(name string) error { return errors.ErrUnsupported }
