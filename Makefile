@@ -48,7 +48,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each
 	  done; done
 
 bench: ## Go benchmarks of the hot paths
-	$(GO) test -run '^$$' -bench . -benchmem ./certs/... ./control-plane/internal/translate/ ./node-proxy/internal/redirect/ ./node-proxy/internal/netns/
+	$(GO) test -run '^$$' -bench . -benchmem ./certs/... ./control-plane/internal/translate/ ./node-proxy/internal/redirect/ ./node-proxy/internal/netns/ ./node-proxy/internal/tunnel/
 
 demo: build ## Run the demo (today: identity issuance and refusal in local mode; needs no root yet)
 	hack/demo-identity.sh
