@@ -9,7 +9,9 @@
 //
 //	Accepted=True   Accepted
 //	Accepted=False  NoMatchingParent (the Service or its port does not exist)
-//	                UnsupportedValue (a filter the mesh does not implement)
+//	                UnsupportedValue (a filter the mesh does not implement, or
+//	                a consumer route: the parent Service is in another
+//	                namespace, which the translator does not apply yet)
 //	ResolvedRefs=True  ResolvedRefs
 //	ResolvedRefs=False BackendNotFound (Service or port missing)
 //	                   InvalidKind (a backendRef that is not a Service)
@@ -120,6 +122,10 @@ func accepted(s *model.Snapshot, r *model.Route, p model.ParentRef) Condition {
 	svc, ok := s.Services[ns+"/"+p.Name]
 	if !ok {
 		return Condition{TypeAccepted, false, ReasonNoMatchingParent, fmt.Sprintf("Service %s/%s not found", ns, p.Name)}
+	}
+	if ns != r.Namespace {
+		return Condition{TypeAccepted, false, ReasonUnsupportedValue,
+			fmt.Sprintf("consumer routes (parent Service %s/%s in another namespace than the route) are not supported yet", ns, p.Name)}
 	}
 	if p.Port != 0 || p.SectionName != "" {
 		found := false

@@ -14,6 +14,8 @@ func snapshot() *model.Snapshot {
 		s.Services["shop/"+name] = &model.Service{ObjectMeta: model.ObjectMeta{Namespace: "shop", Name: name},
 			Ports: []model.ServicePort{{Name: "http", Port: 8080}}}
 	}
+	s.Services["other/api"] = &model.Service{ObjectMeta: model.ObjectMeta{Namespace: "other", Name: "api"},
+		Ports: []model.ServicePort{{Name: "http", Port: 8080}}}
 	return s
 }
 
@@ -46,6 +48,8 @@ func TestRoutes(t *testing.T) {
 			[]Parent{{0, []Condition{{TypeAccepted, false, ReasonNoMatchingParent, "Service shop/nope not found"}, ok[1]}}}},
 		{"parent port that does not exist", route("r", []model.ParentRef{{Index: 0, Kind: "Service", Name: "reviews", Port: 81}}),
 			[]Parent{{0, []Condition{{TypeAccepted, false, ReasonNoMatchingParent, `Service shop/reviews has no port matching port 81 sectionName ""`}, ok[1]}}}},
+		{"consumer route (parent in another namespace)", route("r", []model.ParentRef{{Index: 0, Kind: "Service", Namespace: "other", Name: "api"}}),
+			[]Parent{{0, []Condition{{TypeAccepted, false, ReasonUnsupportedValue, "consumer routes (parent Service other/api in another namespace than the route) are not supported yet"}, ok[1]}}}},
 		{"unsupported filter", route("r", []model.ParentRef{svcParent}, model.RouteRule{UnsupportedFilters: []string{"RequestRedirect"}}),
 			[]Parent{{0, []Condition{{TypeAccepted, false, ReasonUnsupportedValue, "filters not supported by the mesh: RequestRedirect"}, ok[1]}}}},
 		{"gateway parent is not ours, the service parent keeps its index",
