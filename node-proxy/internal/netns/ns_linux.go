@@ -134,7 +134,8 @@ var errGoexit = errors.New("netns: function called runtime.Goexit")
 // thread, and then puts the thread back into the namespace it started in.
 // enter must leave the thread unchanged when it fails. The thread is unlocked
 // (returned to the runtime's pool) only once it is back home; otherwise the
-// goroutine ends locked, and the runtime destroys the thread with it.
+// goroutine ends locked, and the runtime destroys the thread with it. The
+// process's main thread, which the runtime cannot destroy, is never used.
 func onLockedThread(enter, fn func() error) error {
 	type outcome struct {
 		err      error
@@ -147,6 +148,22 @@ func onLockedThread(enter, fn func() error) error {
 		defer func() { done <- out }()
 
 		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The process's main thread: the runtime never destroys it,
+			// so it must never risk being left in another namespace. Do
+			// the work on a fresh goroutine, which cannot be scheduled on
+			// this thread while we hold it.
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						out = outcome{panicked: true, panicVal: p}
+					}
+				}()
+				out.err = onLockedThread(enter, fn)
+			}()
+			runtime.UnlockOSThread()
+			return
+		}
 		home, err := unix.Open(threadNSPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			runtime.UnlockOSThread()
