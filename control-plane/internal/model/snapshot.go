@@ -243,6 +243,24 @@ type TrafficPolicy struct {
 	ConnectionLimits *ConnectionLimits
 }
 
+// TrafficPolicy defaults, as documented on the CRD (api/v1alpha1). Sources
+// fill them in when converting; the translator applies them to zero values
+// of policies built by hand.
+const (
+	DefaultBackoffBase        = 25 * time.Millisecond
+	DefaultBackoffMaxFactor   = 10 // BackoffMax = factor * BackoffBase
+	DefaultBudgetPercent      = 20
+	DefaultBudgetMinPerSecond = 10
+	DefaultOutlierInterval    = 10 * time.Second
+	DefaultBaseEjectionTime   = 30 * time.Second
+	DefaultMaxEjectionPercent = 50
+)
+
+// DefaultRetryOn is the retryOn list of a retry policy that sets none:
+// 5xx, gateway-error, reset and connect-failure for HTTP, and unavailable,
+// which applies to gRPC status codes only. Do not modify it.
+var DefaultRetryOn = []string{"5xx", "gateway-error", "reset", "connect-failure", "unavailable"}
+
 // RetryPolicy: attempts are retries after the first try.
 type RetryPolicy struct {
 	Attempts             int32

@@ -94,7 +94,7 @@ func retryPolicy(tp *model.RetryPolicy, rr *model.RouteRetry, backendTimeout tim
 	}
 	var (
 		attempts   int32
-		retryOn    = defaultRetryOn
+		retryOn    = model.DefaultRetryOn
 		codes      []int32
 		base, max  time.Duration
 		perTry     time.Duration
@@ -134,7 +134,7 @@ func retryPolicy(tp *model.RetryPolicy, rr *model.RouteRetry, backendTimeout tim
 		on = append(on, "retriable-status-codes")
 	}
 	if base <= 0 {
-		base = defaultBackoffBase
+		base = model.DefaultBackoffBase
 	}
 	if max <= 0 {
 		max = 10 * base

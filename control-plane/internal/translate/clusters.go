@@ -146,9 +146,9 @@ func outlierDetection(od *model.OutlierDetection) *clusterv3.OutlierDetection {
 		return nil
 	}
 	out := &clusterv3.OutlierDetection{
-		Interval:             durationpb.New(orDefault(od.Interval, defaultOutlierInterval)),
-		BaseEjectionTime:     durationpb.New(orDefault(od.BaseEjectionTime, defaultOutlierBaseEjection)),
-		MaxEjectionPercent:   wrapperspb.UInt32(defaultOutlierMaxEjectionPct),
+		Interval:             durationpb.New(orDefault(od.Interval, model.DefaultOutlierInterval)),
+		BaseEjectionTime:     durationpb.New(orDefault(od.BaseEjectionTime, model.DefaultBaseEjectionTime)),
+		MaxEjectionPercent:   wrapperspb.UInt32(model.DefaultMaxEjectionPercent),
 		EnforcingSuccessRate: wrapperspb.UInt32(0),
 	}
 	if od.MaxEjectionPercent > 0 {

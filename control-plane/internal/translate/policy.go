@@ -1,24 +1,8 @@
 package translate
 
 import (
-	"time"
-
 	"github.com/weftmesh/weft/control-plane/internal/model"
 )
-
-// Defaults of TrafficPolicy fields, as documented on the CRD.
-const (
-	defaultBackoffBase           = 25 * time.Millisecond
-	defaultBudgetPercent         = 20
-	defaultBudgetMinPerSecond    = 10
-	defaultOutlierInterval       = 10 * time.Second
-	defaultOutlierBaseEjection   = 30 * time.Second
-	defaultOutlierMaxEjectionPct = 50
-)
-
-// defaultRetryOn is retried when a policy names no condition: the HTTP
-// conditions, plus gRPC UNAVAILABLE (which only a gRPC response carries).
-var defaultRetryOn = []string{"5xx", "gateway-error", "reset", "connect-failure", "unavailable"}
 
 // effectivePolicy is what the TrafficPolicies targeting one Service port
 // say, merged field by field.
@@ -79,7 +63,7 @@ type budget struct {
 // model built without the defaults) and gets them.
 func budgetOf(r *model.RetryPolicy) budget {
 	if r == nil || r.BudgetPercent <= 0 && r.BudgetMinPerSecond <= 0 {
-		return budget{defaultBudgetPercent, defaultBudgetMinPerSecond}
+		return budget{model.DefaultBudgetPercent, model.DefaultBudgetMinPerSecond}
 	}
 	return budget{uint32(max(r.BudgetPercent, 0)), uint32(max(r.BudgetMinPerSecond, 0))}
 }

@@ -4,27 +4,10 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/weftmesh/weft/api/v1alpha1"
 	"github.com/weftmesh/weft/control-plane/internal/model"
 )
-
-// TrafficPolicy defaults, as documented in api/v1alpha1.
-const (
-	DefaultBackoffBase        = 25 * time.Millisecond
-	DefaultBackoffMaxFactor   = 10 // BackoffMax = factor * BackoffBase
-	DefaultBudgetPercent      = 20
-	DefaultBudgetMinPerSecond = 10
-	DefaultOutlierInterval    = 10 * time.Second
-	DefaultBaseEjectionTime   = 30 * time.Second
-	DefaultMaxEjectionPercent = 50
-)
-
-// DefaultRetryOn is the retryOn list of a retry policy that sets none:
-// 5xx, gateway-error, reset and connect-failure for HTTP, and unavailable,
-// which applies to gRPC status codes only.
-var DefaultRetryOn = []string{"5xx", "gateway-error", "reset", "connect-failure", "unavailable"}
 
 var retryOnValues = []string{"5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes",
 	"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
@@ -46,7 +29,7 @@ func GRPCCode(name string) (int32, bool) {
 }
 
 // TrafficPolicy converts a TrafficPolicy and applies the defaults of
-// api/v1alpha1: retryOn DefaultRetryOn, backoff base 25ms and max ten times
+// api/v1alpha1: retryOn model.DefaultRetryOn, backoff base 25ms and max ten times
 // the base, retry budget 20% plus 10 per second, load balancer P2CPeakEWMA
 // when loadBalancer is given without an algorithm, outlier detection
 // interval 10s, base ejection 30s and at most 50% ejected.
@@ -113,9 +96,9 @@ func retryPolicy(c *checker, r *v1alpha1.RetryPolicy) *model.RetryPolicy {
 	out := &model.RetryPolicy{
 		Attempts:           r.Attempts,
 		PerTryTimeout:      c.duration(path+".perTryTimeout", (*string)(r.PerTryTimeout)),
-		BackoffBase:        DefaultBackoffBase,
-		BudgetPercent:      DefaultBudgetPercent,
-		BudgetMinPerSecond: DefaultBudgetMinPerSecond,
+		BackoffBase:        model.DefaultBackoffBase,
+		BudgetPercent:      model.DefaultBudgetPercent,
+		BudgetMinPerSecond: model.DefaultBudgetMinPerSecond,
 	}
 	c.maxItems(path+".retryOn", len(r.RetryOn), 16)
 	c.maxItems(path+".retriableStatusCodes", len(r.RetriableStatusCodes), 16)
@@ -126,7 +109,7 @@ func retryPolicy(c *checker, r *v1alpha1.RetryPolicy) *model.RetryPolicy {
 		out.RetryOn = append(out.RetryOn, string(on))
 	}
 	if len(r.RetryOn) == 0 {
-		out.RetryOn = slices.Clone(DefaultRetryOn)
+		out.RetryOn = slices.Clone(model.DefaultRetryOn)
 	}
 	for i, code := range r.RetriableStatusCodes {
 		c.intRange(idx(path+".retriableStatusCodes", i), int64(code), 100, 599)
@@ -141,7 +124,7 @@ func retryPolicy(c *checker, r *v1alpha1.RetryPolicy) *model.RetryPolicy {
 	if b := r.Backoff; b != nil && b.BaseInterval != nil {
 		out.BackoffBase = c.duration(path+".backoff.baseInterval", (*string)(b.BaseInterval))
 	}
-	out.BackoffMax = DefaultBackoffMaxFactor * out.BackoffBase
+	out.BackoffMax = model.DefaultBackoffMaxFactor * out.BackoffBase
 	if b := r.Backoff; b != nil && b.MaxInterval != nil {
 		out.BackoffMax = c.duration(path+".backoff.maxInterval", (*string)(b.MaxInterval))
 		if b.BaseInterval != nil && out.BackoffMax < out.BackoffBase {
@@ -205,9 +188,9 @@ func outlierDetection(c *checker, o *v1alpha1.OutlierDetection) *model.OutlierDe
 	out := &model.OutlierDetection{
 		Consecutive5xx:           minInt(c, path+".consecutive5xxErrors", o.Consecutive5xxErrors, 1),
 		ConsecutiveGatewayErrors: minInt(c, path+".consecutiveGatewayErrors", o.ConsecutiveGatewayErrors, 1),
-		Interval:                 DefaultOutlierInterval,
-		BaseEjectionTime:         DefaultBaseEjectionTime,
-		MaxEjectionPercent:       DefaultMaxEjectionPercent,
+		Interval:                 model.DefaultOutlierInterval,
+		BaseEjectionTime:         model.DefaultBaseEjectionTime,
+		MaxEjectionPercent:       model.DefaultMaxEjectionPercent,
 	}
 	if o.Interval != nil {
 		out.Interval = c.duration(path+".interval", (*string)(o.Interval))
