@@ -168,32 +168,12 @@ func start(t *testing.T, m *model) *env {
 // would.
 func (e *env) svid(id spiffeid.ID) *x509svid.SVID {
 	e.t.Helper()
-	key, err := certs.NewKey()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	der, err := certs.NewCSR(key)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	csr, err := certs.ParseCSR(der)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	chain, err := e.ca.Sign(csr, id, 0)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}
+	return certstest.SVID(e.t, e.ca, id)
 }
 
 func (e *env) nodeSVID(node string) *x509svid.SVID {
 	e.t.Helper()
-	id, err := certs.NodeID(certstest.TrustDomain, node)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return e.svid(id)
+	return certstest.NodeSVID(e.t, e.ca, node)
 }
 
 // dial connects over TLS, verifying the control plane's identity, and

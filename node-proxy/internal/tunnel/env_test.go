@@ -43,23 +43,7 @@ func (p *pki) svid(t testing.TB, ns, sa string) *x509svid.SVID {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := certs.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := certs.NewCSR(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := certs.ParseCSR(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := p.ca.Sign(csr, id, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}
+	return certstest.SVID(t, p.ca, id)
 }
 
 // trackingListener counts accepted connections and keeps them, so tests
