@@ -13,6 +13,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/weftmesh/weft/certs"
+	"github.com/weftmesh/weft/certs/certstest"
 )
 
 // peer is one side of a connection: its current SVID and the bundle it trusts.
@@ -23,12 +24,7 @@ type peer struct {
 
 func issue(t *testing.T, ca *certs.CA, id spiffeid.ID) *x509svid.SVID {
 	t.Helper()
-	key, csr := mustCSR(t, nil)
-	chain, err := ca.Sign(csr, id, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}
+	return certstest.SVID(t, ca, id)
 }
 
 // handshake runs a real mTLS 1.3 handshake over loopback TCP between client

@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -250,12 +249,7 @@ func TestSignWorkloadNeedsNodeSVID(t *testing.T) {
 	}
 	// A client certificate from a foreign CA fails the handshake.
 	foreign, _ := certstest.NewCA(t, nil, certs.Options{})
-	k, _ := certs.NewKey()
-	fcsr, _ := certs.NewCSR(k)
-	parsed, _ := certs.ParseCSR(fcsr)
-	nodeID, _ := certs.NodeID(certstest.TrustDomain, "node-a")
-	chain, _ := foreign.Sign(parsed, nodeID, 0)
-	fakeNode := &x509svid.SVID{ID: nodeID, Certificates: chain, PrivateKey: k}
+	fakeNode := certstest.NodeSVID(t, foreign, "node-a")
 	_, err = dial(tlsconfig.MTLSClientConfig(fakeNode, e.ca.Bundle(), cpID)).SignWorkload(context.Background(), req)
 	if err == nil || codeOf(err) == codes.OK {
 		t.Errorf("foreign-CA node certificate accepted")
