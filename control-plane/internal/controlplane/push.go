@@ -72,6 +72,7 @@ func (cp *ControlPlane) writeStatus(ctx context.Context) {
 	if err := cp.src.WaitForSync(ctx); err != nil {
 		return
 	}
+	cp.status.Reset() // another leader may have written since our last term
 	for {
 		changed := cp.src.Changed()
 		snap := cp.src.Snapshot()

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,10 +34,42 @@ import (
 )
 
 // Writer writes status. Now defaults to time.Now.
+//
+// It remembers what it computed for each object at its last successful
+// write, so an object whose computed status did not change since is not
+// read again: the status loop runs on every model change (every pod event),
+// and most changes touch no route or policy. Reset forgets, for a new term
+// of leadership.
 type Writer struct {
 	Gateway gwclient.Interface
 	Dynamic dynamic.Interface
 	Now     func() time.Time
+
+	mu   sync.Mutex        // guards last
+	last map[string]string // object key -> fingerprint of the status written
+}
+
+// Reset forgets what was written, so the next Write checks every object.
+func (w *Writer) Reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.last = nil
+}
+
+// seen reports whether key was last written with fingerprint fp.
+func (w *Writer) seen(key, fp string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last[key] == fp
+}
+
+func (w *Writer) remember(key, fp string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.last == nil {
+		w.last = map[string]string{}
+	}
+	w.last[key] = fp
 }
 
 // Result counts what a Write did.
@@ -51,7 +84,10 @@ type Result struct {
 func (w *Writer) Write(ctx context.Context, routes []status.Route, policies []status.Policy) (Result, error) {
 	var res Result
 	var errs []error
-	count := func(changed bool, err error) {
+	count := func(key, fp string, changed bool, err error) {
+		if err == nil {
+			w.remember(key, fp)
+		}
 		switch {
 		case errors.Is(err, errGone):
 			res.Gone++
@@ -64,10 +100,22 @@ func (w *Writer) Write(ctx context.Context, routes []status.Route, policies []st
 		}
 	}
 	for _, r := range routes {
-		count(w.writeRoute(ctx, r))
+		key, fp := fmt.Sprintf("%s/%s/%s", r.Kind, r.Namespace, r.Name), fmt.Sprintf("%+v", r)
+		if w.seen(key, fp) {
+			res.Unchanged++
+			continue
+		}
+		changed, err := w.writeRoute(ctx, r)
+		count(key, fp, changed, err)
 	}
 	for _, p := range policies {
-		count(w.writePolicy(ctx, p))
+		key, fp := fmt.Sprintf("%s/%s/%s", p.Kind, p.Namespace, p.Name), fmt.Sprintf("%+v", p)
+		if w.seen(key, fp) {
+			res.Unchanged++
+			continue
+		}
+		changed, err := w.writePolicy(ctx, p)
+		count(key, fp, changed, err)
 	}
 	return res, errors.Join(errs...)
 }
