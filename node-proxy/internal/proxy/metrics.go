@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the proxy's own series on 15020, beside weft_tunnel_*
+// (HBONE connections, streams, handshake failures), weft_xds_client_* and
+// the Go runtime's.
+type metrics struct {
+	// connections counts carried and refused connections by direction
+	// (outbound: opened by an enrolled pod; inbound: arriving at one),
+	// result (tunnel, direct, passthrough, plaintext, refused) and the
+	// refusal reason.
+	connections *prometheus.CounterVec
+	// bytes counts bytes carried, by direction and flow (upstream: from
+	// the connection's client to its server; downstream: back).
+	bytes *prometheus.CounterVec
+	// denials counts connections refused by authorization, by reason
+	// (policy, plaintext, unknown_workload).
+	denials *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {
+	m := &metrics{
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_proxy_connections_total",
+			Help: "TCP connections handled, by direction, result and refusal reason.",
+		}, []string{"direction", "result", "reason"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_proxy_bytes_total",
+			Help: "Bytes carried for pods, by direction and flow (upstream: client to server).",
+		}, []string{"direction", "flow"}),
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_proxy_authorization_denials_total",
+			Help: "Connections refused by authorization, by reason.",
+		}, []string{"reason"}),
+	}
+	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "weft_proxy_ready",
+		Help: "1 when the node proxy has its node certificate, its configuration and every pod's certificate.",
+	}, func() float64 {
+		if p.Ready() == nil {
+			return 1
+		}
+		return 0
+	})
+	pods := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "weft_proxy_enrolled_pods",
+		Help: "Pods enrolled on this node.",
+	}, func() float64 {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return float64(len(p.pods))
+	})
+	for _, c := range []prometheus.Collector{m.connections, m.bytes, m.denials, ready, pods, newCertCollector(p)} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) refuse(direction, reason string) {
+	m.connections.WithLabelValues(direction, resultRefused, reason).Inc()
+}
+
+func (m *metrics) addBytes(direction string, upstream, downstream int64) {
+	m.bytes.WithLabelValues(direction, "upstream").Add(float64(upstream))
+	m.bytes.WithLabelValues(direction, "downstream").Add(float64(downstream))
+}
+
+// certCollector reports the expiry of every certificate the node holds.
+type certCollector struct {
+	p    *Proxy
+	desc *prometheus.Desc
+}
+
+func newCertCollector(p *Proxy) *certCollector {
+	return &certCollector{p: p, desc: prometheus.NewDesc("weft_proxy_certificate_expiry_seconds",
+		"Expiry of each certificate the node proxy holds, as a Unix time.", []string{"spiffe_id", "pod"}, nil)}
+}
+
+func (c *certCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.p.mgr.Statuses() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(s.NotAfter.Unix()), s.ID, s.Pod)
+	}
+}

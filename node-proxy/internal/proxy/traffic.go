@@ -1,0 +1,255 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
+	"github.com/weftmesh/weft/node-proxy/internal/netns"
+	"github.com/weftmesh/weft/node-proxy/internal/tunnel"
+
+	xdsv1 "github.com/weftmesh/weft/api/xds/v1"
+)
+
+// Outbound outcomes, the "result" label of weft_proxy_connections_total.
+const (
+	resultTunnel      = "tunnel"      // carried through HBONE
+	resultDirect      = "direct"      // plain TCP to an endpoint outside the mesh
+	resultPassthrough = "passthrough" // plain TCP to a destination outside the mesh
+	resultRefused     = "refused"     // closed; the reason label says why
+	resultPlaintext   = "plaintext"   // inbound plaintext accepted (PERMISSIVE)
+)
+
+// dialTimeout bounds opening the upstream of one connection.
+const dialTimeout = 10 * time.Second
+
+// outbound carries one connection the pod opened.
+func (pd *pod) outbound(c *net.TCPConn) {
+	p := pd.p
+	dst, err := netns.OriginalDst(c)
+	if err != nil {
+		p.metrics.refuse("outbound", "no_original_destination")
+		reset(c)
+		return
+	}
+	mc, w, ok := pd.workload()
+	if !ok {
+		p.metrics.refuse("outbound", "unknown_workload")
+		p.log.Debug("outbound refused: the pod is not described by the configuration", "pod", pd.key, "dst", dst)
+		reset(c)
+		return
+	}
+	ctx, cancel := context.WithTimeout(pd.ctx, dialTimeout)
+	up, result, reason, err := pd.dialOutbound(ctx, mc, w, dst)
+	cancel()
+	if err != nil {
+		p.metrics.refuse("outbound", reason)
+		p.log.Debug("outbound refused", "pod", pd.key, "dst", dst, "reason", reason, "error", err)
+		reset(c)
+		return
+	}
+	p.metrics.connections.WithLabelValues("outbound", result, "").Inc()
+	up2, down := pipe(c, up)
+	p.metrics.addBytes("outbound", up2, down)
+}
+
+// dialOutbound opens the upstream for dst: a tunnel stream to a meshed
+// endpoint, a plain connection otherwise. reason is set on failure.
+func (pd *pod) dialOutbound(ctx context.Context, mc *meshcfg.Config, w *meshcfg.Workload, dst netip.AddrPort) (up net.Conn, result, reason string, err error) {
+	var ep *meshcfg.Endpoint
+	authority := dst
+	if sp, ok := mc.Service(dst); ok {
+		cl, ok := mc.Cluster(sp.Cluster)
+		if !ok {
+			return nil, "", "no_cluster", fmt.Errorf("service %s port %d: cluster %s not received", sp.Service, sp.Port, sp.Cluster)
+		}
+		if ep, ok = cl.Pick(); !ok {
+			return nil, "", "no_endpoints", fmt.Errorf("service %s port %d has no endpoints", sp.Service, sp.Port)
+		}
+		authority = ep.Addr
+	} else if pe, ok := mc.MeshedPod(dst.Addr()); ok {
+		ep = &meshcfg.Endpoint{Addr: dst, Pod: pe.Pod, Node: pe.Node, Identity: pe.Identity, Tunnel: true}
+	}
+	switch {
+	case ep != nil && ep.Tunnel:
+		svid, err := pd.svid(ctx)
+		if err != nil {
+			return nil, "", "no_certificate", err
+		}
+		tdst := netip.AddrPortFrom(ep.Addr.Addr(), pd.p.cfg.Redirect.TunnelPort)
+		s, err := pd.client.Dial(ctx, svid, ep.Identity, tdst, authority, tunnel.Headers{})
+		if err != nil {
+			return nil, "", tunnelReason(err), err
+		}
+		return s, resultTunnel, "", nil
+	case ep != nil:
+		c, err := pd.dialer.DialContext(ctx, "tcp", ep.Addr.String())
+		if err != nil {
+			return nil, "", "connect_failed", err
+		}
+		return c, resultDirect, "", nil
+	case !pd.p.cfg.OutboundPassthrough:
+		return nil, "", "passthrough_disabled", fmt.Errorf("%s is outside the mesh and passthrough is off", dst)
+	default:
+		c, err := pd.dialer.DialContext(ctx, "tcp", dst.String())
+		if err != nil {
+			return nil, "", "connect_failed", err
+		}
+		return c, resultPassthrough, "", nil
+	}
+}
+
+// tunnelReason names a tunnel dial failure for metrics.
+func tunnelReason(err error) string {
+	var se *tunnel.StatusError
+	var ie *tunnel.IdentityError
+	switch {
+	case errors.As(err, &ie):
+		return "wrong_identity"
+	case errors.As(err, &se):
+		code, _ := tunnel.StatusCode(err)
+		switch code {
+		case 401, 403:
+			return "denied"
+		case 503:
+			return "upstream_connect_failed"
+		default:
+			return "tunnel_refused"
+		}
+	default:
+		return "tunnel_failed"
+	}
+}
+
+// inbound handles plaintext that arrived at the pod from outside the mesh.
+func (pd *pod) inbound(c *net.TCPConn) {
+	p := pd.p
+	dst, err := netns.OriginalDst(c)
+	if err != nil {
+		p.metrics.refuse("inbound", "no_original_destination")
+		reset(c)
+		return
+	}
+	_, w, ok := pd.workload()
+	switch {
+	case !ok:
+		p.metrics.refuse("inbound", "unknown_workload")
+		reset(c)
+		return
+	case w.GetInboundMode() != xdsv1.InboundMode_INBOUND_MODE_PERMISSIVE:
+		p.metrics.refuse("inbound", "plaintext_strict")
+		p.log.Debug("inbound plaintext refused (STRICT)", "pod", pd.key, "src", c.RemoteAddr(), "dst", dst)
+		reset(c)
+		return
+	}
+	if err := w.Authorize(meshcfg.Request{Port: uint32(dst.Port())}); err != nil {
+		p.metrics.denials.WithLabelValues("plaintext").Inc()
+		p.metrics.refuse("inbound", "denied")
+		p.log.Debug("inbound plaintext denied", "pod", pd.key, "dst", dst, "error", err)
+		reset(c)
+		return
+	}
+	ctx, cancel := context.WithTimeout(pd.ctx, dialTimeout)
+	up, err := pd.dialer.DialContext(ctx, "tcp", dst.String())
+	cancel()
+	if err != nil {
+		p.metrics.refuse("inbound", "connect_failed")
+		reset(c)
+		return
+	}
+	p.metrics.connections.WithLabelValues("inbound", resultPlaintext, "").Inc()
+	up2, down := pipe(c, up)
+	p.metrics.addBytes("inbound", up2, down)
+}
+
+// serverCertificate is the pod's SVID, presented on its 15008 listener.
+func (pd *pod) serverCertificate(tunnel.ConnInfo) (*x509svid.SVID, error) {
+	return pd.svid(pd.ctx)
+}
+
+// isLocal accepts an authority that is one of this pod's addresses.
+func (pd *pod) isLocal(_ tunnel.Peer, dst netip.AddrPort) bool {
+	_, w, ok := pd.workload()
+	return ok && w.HasAddr(dst.Addr()) && dst.Port() != pd.p.cfg.Redirect.TunnelPort
+}
+
+// authorizeTunnel applies the pod's AuthorizationPolicies to a tunnel.
+func (pd *pod) authorizeTunnel(_ context.Context, peer tunnel.Peer, dst netip.AddrPort) error {
+	_, w, ok := pd.workload()
+	if !ok {
+		pd.p.metrics.denials.WithLabelValues("unknown_workload").Inc()
+		return fmt.Errorf("%w: pod %s is not described by the configuration", tunnel.ErrDenied, pd.key)
+	}
+	if err := w.Authorize(meshcfg.Request{Peer: peer.ID, Port: uint32(dst.Port())}); err != nil {
+		pd.p.metrics.denials.WithLabelValues("policy").Inc()
+		return fmt.Errorf("%w: %v", tunnel.ErrDenied, err)
+	}
+	return nil
+}
+
+// streamEnded records an inbound tunnel stream.
+func (pd *pod) streamEnded(e tunnel.StreamEnd) {
+	p := pd.p
+	if e.Status == 200 {
+		p.metrics.connections.WithLabelValues("inbound", resultTunnel, "").Inc()
+		p.metrics.addBytes("inbound", e.Rx, e.Tx)
+	} else {
+		p.metrics.refuse("inbound", "tunnel_"+e.Reason)
+	}
+	p.log.Debug("inbound tunnel", "pod", pd.key, "peer", e.Peer.ID.String(), "src", e.Peer.Remote, "authority", e.Authority,
+		"status", e.Status, "reason", e.Reason, "rx", e.Rx, "tx", e.Tx, "duration", e.Duration, "error", e.Err)
+}
+
+// pipe copies between a and b until both directions end, half-closing
+// each side when the other's direction ends, then closes both. It returns
+// the bytes copied from a to b and from b to a.
+func pipe(a *net.TCPConn, b net.Conn) (aToB, bToA int64) {
+	if s, ok := b.(*tunnel.Stream); ok {
+		fromStream, toStream, _ := tunnel.Splice(s, a)
+		return toStream, fromStream
+	}
+	done := make(chan int64, 1)
+	go func() {
+		n, err := io.Copy(a, b)
+		if err != nil {
+			reset(a)
+			closeConn(b)
+		} else {
+			_ = a.CloseWrite()
+		}
+		done <- n
+	}()
+	n, err := io.Copy(b, a)
+	if err != nil {
+		closeConn(b)
+		reset(a)
+	} else if cw, ok := b.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	bToA = <-done
+	a.Close()
+	b.Close()
+	return n, bToA
+}
+
+func closeConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		reset(tc)
+		return
+	}
+	c.Close()
+}
+
+// reset closes c with a TCP RST, so the application sees a refused
+// connection rather than an orderly end.
+func reset(c *net.TCPConn) {
+	_ = c.SetLinger(0)
+	_ = c.Close()
+}
