@@ -140,6 +140,7 @@ type pod struct {
 	dialer    *netns.Dialer
 	client    *tunnel.Client
 	server    *tunnel.Server
+	http      *inboundHTTP
 	lns       []net.Listener
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -179,6 +180,7 @@ func (p *Proxy) adopt(ctx context.Context, ep enroll.Pod) error {
 		}
 		return fmt.Errorf("enroll %s: %w", ep.Ref(), err)
 	}
+	pd.http = pd.newInboundHTTP()
 	var err error
 	pd.client, err = tunnel.NewClient(tunnel.ClientConfig{
 		Bundle: p.mgr,
@@ -196,7 +198,10 @@ func (p *Proxy) adopt(ctx context.Context, ep enroll.Pod) error {
 		Bundle:      p.mgr,
 		IsLocal:     pd.isLocal,
 		Authorize:   pd.authorizeTunnel,
-		Dial: func(ctx context.Context, _ tunnel.Peer, dst netip.AddrPort) (net.Conn, error) {
+		Dial: func(ctx context.Context, peer tunnel.Peer, dst netip.AddrPort) (net.Conn, error) {
+			if _, w, ok := pd.workload(); ok && httpPort(w, dst.Port()) {
+				return pd.http.connect(peer.ID, dst)
+			}
 			return pd.dialer.DialContext(ctx, "tcp", dst.String())
 		},
 		OnStreamEnd: pd.streamEnded,
@@ -271,6 +276,7 @@ func (pd *pod) stop() {
 	}
 	_ = pd.server.Close()
 	_ = pd.client.Close()
+	pd.http.close()
 	pd.wg.Wait()
 	pd.ns.Close()
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/weftmesh/weft/certs"
 	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
 	"github.com/weftmesh/weft/node-proxy/internal/netns"
 	"github.com/weftmesh/weft/node-proxy/internal/tunnel"
@@ -186,6 +187,12 @@ func (pd *pod) authorizeTunnel(_ context.Context, peer tunnel.Peer, dst netip.Ad
 	if !ok {
 		pd.p.metrics.denials.WithLabelValues("unknown_workload").Inc()
 		return fmt.Errorf("%w: pod %s is not described by the configuration", tunnel.ErrDenied, pd.key)
+	}
+	if _, _, ok := certs.WorkloadFromID(peer.ID); !ok || peer.ID.TrustDomain() != pd.p.cfg.TrustDomain {
+		// A node or control-plane certificate (or another trust domain)
+		// is not a workload: tunnels carry workloads' connections only.
+		pd.p.metrics.denials.WithLabelValues("not_a_workload").Inc()
+		return fmt.Errorf("%w: %s is not a workload identity of %s", tunnel.ErrDenied, peer.ID, pd.p.cfg.TrustDomain)
 	}
 	if err := w.Authorize(meshcfg.Request{Peer: peer.ID, Port: uint32(dst.Port())}); err != nil {
 		pd.p.metrics.denials.WithLabelValues("policy").Inc()
