@@ -257,6 +257,10 @@ func (b *builder) trustBundle(name string, a *anypb.Any) {
 		b.fail("trust bundle", name, "%v", err)
 		return
 	}
+	if bundle.Empty() {
+		b.fail("trust bundle", name, "no roots")
+		return
+	}
 	if b.c.bundle != nil {
 		b.fail("trust bundle", name, "a second trust bundle (%s already received)", b.c.trustDomain)
 		return
