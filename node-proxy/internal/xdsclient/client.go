@@ -32,6 +32,11 @@ const (
 	logKeyBackoff = "backoff"
 )
 
+// Log messages.
+const (
+	msgStreamEnded = "xDS stream ended; reconnecting"
+)
+
 // wildcard subscribes to every resource of a type.
 const wildcard = "*"
 
@@ -101,7 +106,7 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		wait := backoff(attempt, c.cfg.MinBackoff, c.cfg.MaxBackoff, rand.Float64())
 		attempt++
-		c.log.Warn("xDS stream ended; reconnecting", logKeyAddr, c.cfg.Addr, logKeyErr, err, logKeyBackoff, wait)
+		c.log.Warn(msgStreamEnded, logKeyAddr, c.cfg.Addr, logKeyErr, err, logKeyBackoff, wait)
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():

@@ -10,7 +10,10 @@
 // spiffe://<td>/weft/control-plane that chains to the trust bundle. Both
 // are read from their sources at every handshake, so renewals and root
 // rotations apply to the next connection. The xDS node id is the node
-// name. Each stream gets a connection of its own.
+// name. Each stream gets a connection of its own. No gRPC keepalive is
+// set (the server's default enforcement closes connections pinged more
+// often than every 5 minutes); a peer that vanishes without closing the
+// connection is found by TCP keepalive, which Go turns on by default.
 //
 // # Flow
 //
@@ -58,8 +61,11 @@
 // wildcard request of a type it answers even when nothing changed. Weft's
 // control plane versions resources by a hash of their content, so versions
 // survive its restarts. TestServerRestart proves the round trip against a
-// real server. Resources of a rejected response are not held, so the new
-// server sends them again and they are checked again.
+// real go-control-plane server, with either cache.
+//
+// After a NACK the server counts the rejected versions as sent: such a
+// resource comes again when it changes, or on the next stream, whose
+// initial_resource_versions list only what the client holds.
 //
 // # Metrics
 //

@@ -3,8 +3,11 @@ package xdsclient
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -17,6 +20,8 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	gcplog "github.com/envoyproxy/go-control-plane/pkg/log"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/config"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,9 +70,10 @@ type env struct {
 	ca   *certs.CA
 	node string
 	svid *svidSource
+	logs io.Writer // where clients log; nil means the test's output
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	ca, _ := certstest.NewCA(t, nil, certs.Options{})
 	e := &env{ca: ca, node: "node-a", svid: &svidSource{}}
 	e.svid.set(certstest.NodeSVID(t, ca, e.node))
@@ -107,30 +113,65 @@ type server struct {
 	serials   []string // serial numbers of the client certificates, per stream
 }
 
-// startServer serves res on addr ("" means a free port) as
-// certs.ControlPlaneID, accepting only e's node.
-func (e *env) startServer(t *testing.T, addr string, res resources, opts ...config.XDSOption) *server {
-	t.Helper()
-	return e.startServerAs(t, addr, certs.ControlPlaneID(certstest.TrustDomain), res, opts...)
+// serverConfig says how a test server is started.
+type serverConfig struct {
+	addr string      // "" means a free port
+	id   spiffeid.ID // the server's SVID; zero means certs.ControlPlaneID
+	// snapshot serves the Envoy types from a SnapshotCache, as Weft's
+	// control plane does, instead of LinearCaches; caches then holds only
+	// the Weft types.
+	snapshot bool
+	opts     []config.XDSOption
 }
 
-func (e *env) startServerAs(t *testing.T, addr string, id spiffeid.ID, res resources, opts ...config.XDSOption) *server {
+// startServer serves res as the control plane on addr ("" means a free
+// port), accepting only e's node.
+func (e *env) startServer(t *testing.T, addr string, res resources, opts ...config.XDSOption) *server {
 	t.Helper()
+	return e.start(t, serverConfig{addr: addr, opts: opts}, res)
+}
+
+func (e *env) start(t *testing.T, sc serverConfig, res resources) *server {
+	t.Helper()
+	if sc.id.IsZero() {
+		sc.id = certs.ControlPlaneID(certstest.TrustDomain)
+	}
 	s := &server{caches: map[string]*cachev3.LinearCache{}, done: make(chan struct{})}
 	mux := &cachev3.MuxCache{
 		Classify:      func(r *cachev3.Request) string { return r.GetTypeUrl() },
 		ClassifyDelta: func(r *cachev3.DeltaRequest) string { return r.GetTypeUrl() },
 		Caches:        map[string]cachev3.Cache{},
 	}
+	var snapshots cachev3.SnapshotCache
+	envoy := map[resourcev3.Type][]types.Resource{}
+	if sc.snapshot {
+		snapshots = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, gcplog.NewDefaultLogger())
+	}
 	for _, typ := range nodeTypes {
+		if sc.snapshot && strings.HasPrefix(typ, typePrefix+"envoy.") {
+			mux.Caches[typ] = snapshots
+			for _, r := range res[typ] {
+				envoy[typ] = append(envoy[typ], r)
+			}
+			continue
+		}
 		s.caches[typ] = cachev3.NewLinearCache(typ, cachev3.WithInitialResources(res[typ]))
 		mux.Caches[typ] = s.caches[typ]
+	}
+	if sc.snapshot {
+		snap, err := cachev3.NewSnapshot("1", envoy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := snapshots.SetSnapshot(context.Background(), e.node, snap); err != nil {
+			t.Fatal(err)
+		}
 	}
 	nodeID, err := certs.NodeID(certstest.TrustDomain, e.node)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := tlsconfig.MTLSServerConfig(certstest.SVID(t, e.ca, id), e.ca.Bundle(), tlsconfig.AuthorizeID(nodeID))
+	tc := tlsconfig.MTLSServerConfig(certstest.SVID(t, e.ca, sc.id), e.ca.Bundle(), tlsconfig.AuthorizeID(nodeID))
 	s.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(tc)))
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -156,8 +197,8 @@ func (e *env) startServerAs(t *testing.T, addr string, id spiffeid.ID, res resou
 			defer s.mu.Unlock()
 			s.responses = append(s.responses, proto.Clone(r).(*discoveryv3.DeltaDiscoveryResponse))
 		},
-	}, opts...))
-	ln := listen(t, addr)
+	}, sc.opts...))
+	ln := listen(t, sc.addr)
 	s.addr = ln.Addr().String()
 	go func() {
 		defer close(s.done)
@@ -250,13 +291,19 @@ type testClient struct {
 	*Client
 	applied *applied
 	reg     *prometheus.Registry
+	logs    *logCounter
 	stop    func() error // cancels Run and returns what it returned
 }
 
 // newClient returns a client of addr, not running.
 func (e *env) newClient(t *testing.T, addr string) *testClient {
 	t.Helper()
-	tc := &testClient{applied: &applied{}, reg: prometheus.NewRegistry()}
+	w := e.logs
+	if w == nil {
+		w = t.Output()
+	}
+	tc := &testClient{applied: &applied{}, reg: prometheus.NewRegistry(),
+		logs: &logCounter{Handler: slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}), n: map[string]int{}}}
 	c, err := New(Config{
 		Addr:        addr,
 		Node:        e.node,
@@ -268,7 +315,7 @@ func (e *env) newClient(t *testing.T, addr string) *testClient {
 		MinBackoff:  10 * time.Millisecond,
 		MaxBackoff:  200 * time.Millisecond,
 		Registerer:  tc.reg,
-		Logger:      slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:      slog.New(tc.logs),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -352,6 +399,27 @@ func names(s State) map[string][]string {
 		for name := range s.Resources(typ) {
 			m[typeLabel(typ)] = append(m[typeLabel(typ)], name)
 		}
+		slices.Sort(m[typeLabel(typ)])
 	}
 	return m
+}
+
+// logCounter is a slog.Handler that counts records by message.
+type logCounter struct {
+	slog.Handler
+	mu sync.Mutex // guards n
+	n  map[string]int
+}
+
+func (l *logCounter) Handle(ctx context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.n[r.Message]++
+	l.mu.Unlock()
+	return l.Handler.Handle(ctx, r)
+}
+
+func (l *logCounter) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n[msg]
 }
