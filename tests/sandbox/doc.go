@@ -1,8 +1,8 @@
-// Package sandbox builds, on one Linux machine, the network of a simulated
-// cluster for end-to-end tests and `weftctl sandbox up|down`: one network
-// namespace per node, one per pod, and an underlay joining the nodes. Later
-// layers (control plane, node proxies, apps) run processes inside it with
-// [Sandbox.Start].
+// Package sandbox builds, on one Linux machine, a simulated cluster for
+// end-to-end tests and `weftctl sandbox up|down`: the network (one network
+// namespace per node, one per pod, and an underlay joining the nodes) and,
+// on it, the mesh ([Mesh]: control plane, node proxies, CNI enrollment and
+// the echo app), whose processes run inside it with [Sandbox.Start].
 //
 // # Topology
 //
@@ -60,7 +60,43 @@
 // kills the recorded processes that are still alive and still run the
 // recorded command line, kills any other process left inside the sandbox's
 // namespaces, and deletes the namespaces named NAME-u, NAME-n<i> and
-// NAME-n<i>-p<j> (and nothing else) and their /etc/netns files.
+// NAME-n<i>-p<j> (and nothing else), their /etc/netns files and the
+// sandbox's scratch directory /run/weft-sandbox/NAME/ ([Sandbox.Dir]).
+//
+// # The mesh layer
+//
+// [MeshConfig.Up] runs Weft on the network: it builds the Topology, writes
+// a directory of Kubernetes YAML describing the pods as a cluster would
+// (namespaces, service accounts, pods with spec.nodeName, status.podIP and
+// a random uid, Services with a cluster IP; see [Mesh.ConfigDir]) and the
+// join tokens, starts weft-control-plane --config-dir on node 0, one
+// weft-node-proxy per node, runs the real weft-cni plugin's ADD for every
+// pod as a container runtime would (before the app starts: fail closed),
+// and starts weft-echo in every pod. Every pod's /etc/hosts maps the
+// Service names (echo, echo.demo, echo.demo.svc,
+// echo.demo.svc.cluster.local) to their VIPs, which are routed nowhere:
+// only the node proxies' capture rules make them answer.
+//
+// The defaults: namespace demo, enrolled; pod j of node i is echo-n<i>-p<j>
+// (service account echo, labels app=echo and pod=<name>); Service echo,
+// 10.96.0.10, ports http 8080, grpc 9090, tcp-echo 7070. Everything the
+// mesh writes lives in the sandbox's [Sandbox.Dir], /run/weft-sandbox/NAME/:
+//
+//	config/                 the control plane's --config-dir (00-sandbox.yaml, 50-extra.yaml, [Mesh.Apply])
+//	control-plane/          its --state-dir: CA and trust-bundle.pem
+//	join-tokens             "NODE TOKEN" lines, for the control plane
+//	NAME-n<i>/join-token    node i's token
+//	NAME-n<i>/state/        node i's node proxy --state-dir
+//	NAME-n<i>/node-proxy.sock  its enrollment socket
+//
+// so Down and [Cleanup] remove it with the rest. Process logs go to
+// MeshConfig.LogDir (by default a temporary directory that Down deletes
+// unless [Mesh.KeepLogs]; Up keeps it when it fails, and a crash leaves it).
+//
+// [Mesh.Get] and [Mesh.Do] run `weft-echo get` inside a pod, so requests
+// resolve names through the pod's hosts file and are captured like any
+// app's; [Mesh.Exec] runs any program there, [Mesh.Dial] opens a TCP
+// connection from Go.
 //
 // [Listen] and [Dial] create TCP sockets inside a namespace, for tests.
 // They duplicate a little of node-proxy/internal/netns, which Go's internal

@@ -57,6 +57,9 @@ func (s *Sandbox) build(ctx context.Context) error {
 	if err := writeState(&s.st); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(dirPath(p.name), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dirPath(p.name), err)
+	}
 	for _, name := range s.st.Namespaces {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -216,6 +219,11 @@ func (s *Sandbox) Underlay() string { return nsPath(s.plan.underlay) }
 // Name returns the topology's name.
 func (s *Sandbox) Name() string { return s.plan.name }
 
+// Dir returns the sandbox's scratch directory, StateDir/NAME: it exists
+// from Up on, and Down and [Cleanup] delete it with everything in it. Later
+// layers keep their configuration, state and sockets there.
+func (s *Sandbox) Dir() string { return dirPath(s.plan.name) }
+
 // WriteHosts writes entries (host name -> address) as an /etc/hosts file for
 // every pod: EtcDir/<pod netns>/hosts, holding localhost and the pod's own
 // name too. Processes started afterwards in the pod see it as /etc/hosts.
@@ -267,7 +275,7 @@ func (s *Sandbox) record(fn func(*state)) error {
 
 // Down stops every process started in the sandbox (SIGTERM, then SIGKILL
 // after 2s), deletes every namespace (with it, every link) and /etc/netns
-// file, and the state file. It is idempotent.
+// file, the scratch directory and the state file. It is idempotent.
 func (s *Sandbox) Down() error {
 	s.mu.Lock()
 	s.down = true
@@ -290,8 +298,9 @@ func (s *Sandbox) Down() error {
 // crash: it kills the processes recorded in its state file that still run
 // the recorded command, and any process inside its namespaces; deletes the
 // namespaces NAME-u, NAME-n<i> and NAME-n<i>-p<j> and their /etc/netns
-// files; and removes the state file. Nothing else is touched. Cleanup of a
-// name that left nothing does nothing.
+// files; and removes the scratch directory (see [Sandbox.Dir]) and the
+// state file. Nothing else is touched. Cleanup of a name that left nothing
+// does nothing.
 func Cleanup(name string) error {
 	if !nameRE.MatchString(name) {
 		return fmt.Errorf("sandbox name %q: want 1 to 12 lowercase letters and digits, starting with a letter", name)
@@ -344,6 +353,11 @@ func removeAll(st *state) error {
 			errs = append(errs, err)
 		}
 		_ = os.Remove(filepath.Dir(f)) // only if empty
+	}
+	if nameRE.MatchString(st.Name) { // never a path outside StateDir
+		if err := os.RemoveAll(dirPath(st.Name)); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := os.Remove(statePath(st.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)

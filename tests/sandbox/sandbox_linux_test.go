@@ -24,17 +24,21 @@ import (
 )
 
 // helperEnv makes the test binary, re-executed inside a pod, print its IPv4
-// addresses and what helperHost resolves to, and exit.
+// addresses and what helperHost (or the comma-separated names in
+// helperHostsEnv) resolves to, and exit.
 const (
-	helperEnv  = "WEFT_SANDBOX_TEST_HELPER"
-	helperHost = "echo.demo.svc.cluster.local"
+	helperEnv      = "WEFT_SANDBOX_TEST_HELPER"
+	helperHostsEnv = "WEFT_SANDBOX_TEST_HELPER_HOSTS"
+	helperHost     = "echo.demo.svc.cluster.local"
 )
 
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
 		os.Exit(helper())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeBinaries()
+	os.Exit(code)
 }
 
 func helper() int {
@@ -48,12 +52,18 @@ func helper() int {
 			fmt.Printf("addr %s\n", p.Addr())
 		}
 	}
-	ips, err := net.DefaultResolver.LookupHost(context.Background(), helperHost)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	hosts := []string{helperHost}
+	if v := os.Getenv(helperHostsEnv); v != "" {
+		hosts = strings.Split(v, ",")
 	}
-	fmt.Printf("resolved %s\n", strings.Join(ips, ","))
+	for _, h := range hosts {
+		ips, err := net.DefaultResolver.LookupHost(context.Background(), h)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Printf("resolved %s %s\n", h, strings.Join(ips, ","))
+	}
 	return 0
 }
 
@@ -98,6 +108,9 @@ func TestSandbox(t *testing.T) {
 	}
 	if len(pods) != 4 || len(s.Nodes()) != 2 {
 		t.Fatalf("got pods %v and nodes %v, want 4 pods on 2 nodes", s.Pods(), s.Nodes())
+	}
+	if st, err := os.Stat(s.Dir()); err != nil || !st.IsDir() {
+		t.Errorf("Dir %s: got %v, want a directory", s.Dir(), err)
 	}
 
 	t.Run("pod to pod", func(t *testing.T) {
@@ -146,7 +159,7 @@ func TestSandbox(t *testing.T) {
 			t.Fatalf("helper: %v: %s", err, p.Output())
 		}
 		out := string(p.Output())
-		for _, want := range []string{"addr 127.0.0.1\n", "addr " + pod.IP.String() + "\n", "resolved 10.96.0.10\n"} {
+		for _, want := range []string{"addr 127.0.0.1\n", "addr " + pod.IP.String() + "\n", "resolved " + helperHost + " 10.96.0.10\n"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("helper in %s printed %q, want a line %q", pod.Name, out, want)
 			}
@@ -381,6 +394,9 @@ func checkGone(t *testing.T, name string) {
 	}
 	if _, err := os.Stat(statePath(name)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state file %s: got %v, want it gone", statePath(name), err)
+	}
+	if _, err := os.Stat(dirPath(name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("scratch dir %s: got %v, want it gone", dirPath(name), err)
 	}
 	out, err := exec.Command("ip", "-o", "link").CombinedOutput()
 	if err != nil {

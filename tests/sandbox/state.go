@@ -27,6 +27,9 @@ type stateProcess struct {
 
 func statePath(name string) string { return filepath.Join(StateDir, name+".json") }
 
+// dirPath is the scratch directory of sandbox name; see [Sandbox.Dir].
+func dirPath(name string) string { return filepath.Join(StateDir, name) }
+
 func writeState(st *state) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {

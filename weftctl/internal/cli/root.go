@@ -28,6 +28,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCertsCmd())
+	root.AddCommand(newCertsCmd(), newSandboxCmd())
 	return root
 }

@@ -1,20 +1,40 @@
 // Command weft-echo is the test and demo application: an HTTP/1.1, h2c,
 // gRPC and TCP echo server that reports who served a request and what it
 // saw, and can delay or fail on request. See package tests/apps/echo.
+//
+// It is also a small HTTP client, so that a pod of the sandbox needs no
+// curl:
+//
+//	weft-echo get [-X METHOD] [-H 'Name: value']... [--h2c] [--timeout 10s] URL
+//
+// prints the answer as one JSON object (status, proto, headers, and the
+// echo server's reply or the body) and exits 0 whatever the status; it
+// exits 1 when no HTTP response arrived.
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/weftmesh/weft/tests/apps/echo"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "get" {
+		if err := get(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "weft-echo get:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	cfg := echo.Config{}
 	flag.StringVar(&cfg.Pod, "pod", envOr("POD_NAME", hostname()), "pod name to report")
 	flag.StringVar(&cfg.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "namespace to report")
@@ -47,4 +67,46 @@ func envOr(k, def string) string {
 func hostname() string {
 	h, _ := os.Hostname()
 	return h
+}
+
+// headerFlag collects repeated -H 'Name: value' flags.
+type headerFlag http.Header
+
+func (h headerFlag) String() string { return "" }
+
+func (h headerFlag) Set(v string) error {
+	name, value, ok := strings.Cut(v, ":")
+	if !ok || strings.TrimSpace(name) == "" {
+		return fmt.Errorf("header %q: want 'Name: value'", v)
+	}
+	http.Header(h).Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	return nil
+}
+
+func get(args []string) error {
+	req := echo.Request{Header: http.Header{}}
+	fs := flag.NewFlagSet("weft-echo get", flag.ContinueOnError)
+	fs.StringVar(&req.Method, "X", "GET", "request method")
+	fs.Var(headerFlag(req.Header), "H", "request header 'Name: value' (repeatable; Host sets the authority)")
+	fs.BoolVar(&req.H2C, "h2c", false, "HTTP/2 over cleartext with prior knowledge instead of HTTP/1.1")
+	fs.DurationVar(&req.Timeout, "timeout", 0, "bound on the whole request (default 10s)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: weft-echo get [-X METHOD] [-H 'Name: value']... [--h2c] [--timeout 10s] URL")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return fmt.Errorf("want one URL, got %d arguments", fs.NArg())
+	}
+	req.URL = fs.Arg(0)
+	res, err := echo.Get(context.Background(), req)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(res)
 }
