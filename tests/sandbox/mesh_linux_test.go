@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,15 +25,6 @@ var (
 	built  = map[string]bool{}
 )
 
-// binPackages maps each binary to its package, relative to the module.
-var binPackages = map[string]string{
-	"weft-control-plane": "control-plane/cmd/weft-control-plane",
-	"weft-node-proxy":    "node-proxy/cmd/weft-node-proxy",
-	"weft-cni":           "node-proxy/cmd/weft-cni",
-	"weft-echo":          "tests/apps/echo/cmd/weft-echo",
-	"weftctl":            "weftctl",
-}
-
 // binaries builds the named binaries (those not built yet) into a
 // temporary directory that TestMain removes, and returns it.
 func binaries(t *testing.T, names ...string) string {
@@ -48,28 +38,14 @@ func binaries(t *testing.T, names ...string) string {
 		}
 		binDir = d
 	}
-	var pkgs []string
+	var todo []string
 	for _, name := range names {
-		pkg, ok := binPackages[name]
-		if !ok {
-			t.Fatalf("binaries: unknown binary %s", name)
-		}
 		if !built[name] {
-			pkgs = append(pkgs, "github.com/weftmesh/weft/"+pkg)
+			todo = append(todo, name)
 		}
 	}
-	if len(pkgs) == 0 {
-		return binDir
-	}
-	// go test puts GOROOT/bin first in PATH.
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("binaries: %v", err)
-	}
-	cmd := exec.Command(goBin, append([]string{"build", "-o", binDir + "/"}, pkgs...)...)
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", strings.Join(pkgs, " "), err, out)
+	if err := BuildBinaries(binDir, todo...); err != nil {
+		t.Fatal(err)
 	}
 	for _, name := range names {
 		built[name] = true

@@ -57,6 +57,7 @@ func (pd *pod) outbound(c *net.TCPConn) {
 		return
 	}
 	p.metrics.connections.WithLabelValues("outbound", result, "").Inc()
+	defer context.AfterFunc(pd.ctx, func() { reset(c); up.Close() })()
 	up2, down := pipe(c, up)
 	p.metrics.addBytes("outbound", up2, down)
 }
@@ -166,6 +167,7 @@ func (pd *pod) inbound(c *net.TCPConn) {
 		return
 	}
 	p.metrics.connections.WithLabelValues("inbound", resultPlaintext, "").Inc()
+	defer context.AfterFunc(pd.ctx, func() { reset(c); up.Close() })()
 	up2, down := pipe(c, up)
 	p.metrics.addBytes("inbound", up2, down)
 }

@@ -52,15 +52,8 @@ func TestSandboxUp(t *testing.T) {
 		t.Skipf("!!! SKIPPING: needs root on Linux: network namespaces (running as uid %d)", os.Geteuid())
 	}
 	bin := t.TempDir()
-	goBin, err := exec.LookPath("go") // go test puts GOROOT/bin first in PATH
-	if err != nil {
+	if err := sandbox.BuildBinaries(bin, "weft-control-plane", "weft-echo"); err != nil {
 		t.Fatal(err)
-	}
-	build := exec.Command(goBin, "build", "-o", bin+"/", "github.com/weftmesh/weft/control-plane/cmd/weft-control-plane",
-		"github.com/weftmesh/weft/tests/apps/echo/cmd/weft-echo")
-	build.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	b := make([]byte, 3)
 	rand.Read(b)
