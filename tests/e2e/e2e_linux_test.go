@@ -75,7 +75,12 @@ func TestMesh(t *testing.T) {
 		t.Skipf("!!! SKIPPING the end-to-end tests: they need root on Linux (network namespaces, nftables); running as uid %d", os.Geteuid())
 	}
 	bin := t.TempDir()
-	if err := sandbox.BuildBinaries(bin, sandbox.MeshBinaries...); err != nil {
+	// The node proxy runs with the race detector: the data path is
+	// concurrent and only real traffic exercises all of it.
+	if err := sandbox.BuildBinariesFlags(bin, []string{"-race"}, "weft-node-proxy"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sandbox.BuildBinaries(bin, "weft-control-plane", "weft-cni", "weft-echo"); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -85,6 +90,9 @@ func TestMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if races := raceReports(m.LogDir()); races != "" {
+			t.Errorf("the race detector reported in %s", races)
+		}
 		if t.Failed() {
 			m.KeepLogs()
 			t.Logf("logs kept in %s", m.LogDir())
@@ -494,6 +502,22 @@ func testNodeProxyRestart(ctx context.Context, t *testing.T, m *sandbox.Mesh) {
 	if err != nil || res.Reply.Identity != echoID {
 		t.Errorf("after the restart: %+v, %v; want identity %s", res, err, echoID)
 	}
+}
+
+// raceReports names the log files in dir that hold a race detector report.
+func raceReports(dir string) string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return ""
+	}
+	var found []string
+	for _, e := range entries {
+		b, err := os.ReadFile(dir + "/" + e.Name())
+		if err == nil && bytes.Contains(b, []byte("WARNING: DATA RACE")) {
+			found = append(found, e.Name())
+		}
+	}
+	return strings.Join(found, ", ")
 }
 
 // eventually retries fn until it succeeds or timeout passes.

@@ -23,6 +23,12 @@ var MeshBinaries = []string{"weft-control-plane", "weft-node-proxy", "weft-cni",
 // the go command found in PATH (`go test` puts its own first), for tests and
 // benchmarks that must not depend on a stale bin/.
 func BuildBinaries(dir string, names ...string) error {
+	return BuildBinariesFlags(dir, nil, names...)
+}
+
+// BuildBinariesFlags is BuildBinaries with extra `go build` flags, such as
+// -race for end-to-end tests that want the race detector in the programs.
+func BuildBinariesFlags(dir string, flags []string, names ...string) error {
 	var pkgs []string
 	for _, name := range names {
 		pkg, ok := Binaries[name]
@@ -38,7 +44,8 @@ func BuildBinaries(dir string, names ...string) error {
 	if err != nil {
 		return fmt.Errorf("build binaries: %w", err)
 	}
-	cmd := exec.Command(goBin, append([]string{"build", "-o", strings.TrimSuffix(dir, "/") + "/"}, pkgs...)...)
+	args := append([]string{"build", "-o", strings.TrimSuffix(dir, "/") + "/"}, flags...)
+	cmd := exec.Command(goBin, append(args, pkgs...)...)
 	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %v\n%s", strings.Join(pkgs, " "), err, out)

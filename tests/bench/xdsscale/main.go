@@ -15,6 +15,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +45,7 @@ type config struct {
 	bin, crds                     string
 	namespace                     string
 	memLimit                      string
+	pprofDir                      string
 }
 
 func main() {
@@ -55,6 +58,7 @@ func main() {
 	flag.StringVar(&c.crds, "crds", "charts/weft/crds", "CRDs to install")
 	flag.StringVar(&c.namespace, "namespace", "bench", "namespace of the simulated workloads")
 	flag.StringVar(&c.memLimit, "gomemlimit", "900MiB", "GOMEMLIMIT of the control plane (as the Helm chart sets from its memory limit); empty for none")
+	flag.StringVar(&c.pprofDir, "pprof", "", "if set, write the control plane's CPU profile over the timed rounds (cpu.pprof) and its heap profile after them (heap.pprof) into this directory")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "xdsscale:", err)
@@ -139,6 +143,16 @@ func run(c config) error {
 	logf("%d xDS clients connected and fully configured (listeners, routes, clusters, endpoints) in %s", c.nodes, time.Since(start).Round(time.Millisecond))
 	time.Sleep(2 * time.Second) // let the connect storm's garbage be collected before timing changes
 
+	var profiled chan error
+	if c.pprofDir != "" {
+		profiled = make(chan error, 1)
+		// The rounds take about 1.5 s each; a profile that outlasts them
+		// only adds idle time.
+		secs := max(1, c.rounds*3/2)
+		go func() {
+			profiled <- fetch(ctx, admin, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), filepath.Join(c.pprofDir, "cpu.pprof"))
+		}()
+	}
 	var all []time.Duration
 	fmt.Printf("\n| round | weight | p50 | p99 | max (all clients have it) |\n| --- | --- | --- | --- | --- |\n")
 	for r := 1; r <= c.rounds; r++ {
@@ -175,6 +189,14 @@ func run(c config) error {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	rss, hwm := memory(cmd.Process.Pid)
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return err
+		}
+		if err := fetch(ctx, admin, "/debug/pprof/heap", filepath.Join(c.pprofDir, "heap.pprof")); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("\nall rounds: p50 %s, p99 %s, max %s over %d client updates\n", pct(all, 50), pct(all, 99), all[len(all)-1].Round(time.Millisecond), len(all))
 	fmt.Printf("control plane RSS %s (peak %s, GOMEMLIMIT %q) with %d pods, %d services, %d nodes connected\n", rss, hwm, c.memLimit, c.pods, c.services, c.nodes)
 	cancel()
@@ -211,6 +233,27 @@ func memory(pid int) (rss, hwm string) {
 		}
 	}
 	return rss, hwm
+}
+
+// fetch GETs path from the admin server into file.
+func fetch(ctx context.Context, admin, path, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return os.WriteFile(file, b, 0o644)
 }
 
 func waitForCA(ctx context.Context, cs kubernetes.Interface) (*certs.CA, error) {

@@ -1,0 +1,50 @@
+// Command proxy measures what the node proxies cost on the data path, in
+// the one-machine sandbox (tests/sandbox): the same HTTP/1.1 traffic sent
+// directly from pod to pod, and through two node proxies (the client pod's
+// node proxy, an HBONE mTLS tunnel, the server pod's node proxy).
+//
+//	go run ./tests/bench/proxy                 # needs root on Linux
+//	go run ./tests/bench/proxy -rounds 5 -d 20s -out /tmp/proxybench
+//
+// The sandbox has 2 nodes and, on each, a pod in the enrolled namespace
+// "mesh" (mesh-n0, mesh-n1) and a pod in the plain namespace "plain"
+// (plain-n0, plain-n1), each running weft-echo on :8080. The paths are:
+//
+//	direct        plain-n0 -> plain-n1 pod IP :8080 (no proxy anywhere)
+//	meshed L4     mesh-n0 -> Service web VIP, port tcp-web 8080 -> mesh-n1:8080;
+//	              no appProtocol, so the server's node proxy splices the
+//	              bytes (the main row)
+//	meshed HTTP   mesh-n0 -> Service web-http VIP, port http 8081 (appProtocol
+//	              http) -> a second weft-echo in mesh-n1 on :8081; the
+//	              server's node proxy runs it through its HTTP reverse proxy,
+//	              which adds X-Weft-Peer-Identity (-http=false drops it)
+//
+// Each round runs, for every measurement, every path in turn (direct,
+// meshed L4, meshed HTTP), so the paths see the same machine; the report
+// gives medians over rounds and ratios to direct from the same run:
+//
+//	max rps        wrk -t1 -c32 -d10s, HTTP/1.1 keep-alive
+//	new conn/s     the same with -H 'Connection: close'
+//	bulk MB/s      GET /?size=16MiB over one keep-alive connection, read by
+//	               this program (from inside the client pod's namespace)
+//	               with 256 KiB reads; payload bytes per second
+//	latency        fortio load -qps N -c 16 -t 10s at 1,000 and 5,000 qps:
+//	               p50, p90, p99
+//	proxy CPU      both node proxies' utime+stime (/proc/PID/stat) over the
+//	               max-rps and new-connection runs, per request
+//	proxy memory   VmRSS and VmHWM of each node proxy at the end
+//
+// After the rounds it profiles both node proxies (/debug/pprof/profile on
+// their admin port) during one more max-rps run of the meshed L4 path and
+// writes the profiles and `go tool pprof -top` of each to the output
+// directory, with the raw tool outputs, results.json and results.md.
+//
+// It builds the binaries from the working tree unless -bin is given, and
+// installs wrk and fortio (hack/bench-tools.sh) when they are missing. The
+// sandbox's node proxies log at debug level (a line per tunnelled
+// connection); the harness restarts them at -proxy-log-level (info) first,
+// as a production node would run. Everything is torn down at the end, on
+// error and on Ctrl-C.
+//
+// See docs/performance.md for results.
+package main

@@ -1,0 +1,179 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is what the flags say.
+type config struct {
+	// Rounds of interleaved measurements; medians are over rounds.
+	Rounds int
+	// Duration of each load run.
+	Duration time.Duration
+	// Conns is wrk's connection count for max rps and new conn/s.
+	Conns int
+	// QPS are the fixed rates of the latency runs.
+	QPS []int
+	// LatencyConns is fortio's connection count.
+	LatencyConns int
+	// BulkSize is the response body of a bulk request, bytes.
+	BulkSize int
+	// BulkConns is how many connections read bulk responses at once.
+	BulkConns int
+	// HTTPRow adds the meshed HTTP (reverse proxy) path.
+	HTTPRow bool
+	// ProfileSeconds is the length of the CPU profiles; 0 takes none.
+	ProfileSeconds int
+	// ProxyLogLevel restarts the node proxies at this level; empty keeps
+	// the sandbox's (debug).
+	ProxyLogLevel string
+	// BinDir holds the weft binaries; empty builds them into Out/bin.
+	BinDir string
+	// Out receives raw outputs, profiles and results; empty makes a new
+	// temporary directory.
+	Out string
+	// Wrk and Fortio are the load tools; empty finds them (and installs
+	// them when missing).
+	Wrk, Fortio string
+	// Name is the sandbox's name.
+	Name string
+}
+
+func (c *config) validate() error {
+	switch {
+	case c.Rounds < 1:
+		return fmt.Errorf("-rounds %d: want at least 1", c.Rounds)
+	case c.Duration < time.Second:
+		return fmt.Errorf("-d %s: want at least 1s", c.Duration)
+	case c.Conns < 1 || c.LatencyConns < 1 || c.BulkConns < 1:
+		return errors.New("-c, -latency-c and -bulk-c must be at least 1")
+	case c.BulkSize < 1<<10 || c.BulkSize > 1<<30:
+		return fmt.Errorf("-bulk-size %d: want 1 KiB to 1 GiB", c.BulkSize)
+	case c.ProfileSeconds < 0:
+		return fmt.Errorf("-profile %d: want 0 or more", c.ProfileSeconds)
+	}
+	for _, q := range c.QPS {
+		if q < 1 {
+			return fmt.Errorf("-qps %d: want at least 1", q)
+		}
+	}
+	return nil
+}
+
+type intList []int
+
+func (l *intList) String() string {
+	s := make([]string, len(*l))
+	for i, v := range *l {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *intList) Set(v string) error {
+	*l = nil
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return err
+		}
+		*l = append(*l, n)
+	}
+	return nil
+}
+
+func main() {
+	c := config{QPS: []int{1000, 5000}}
+	flag.IntVar(&c.Rounds, "rounds", 3, "interleaved rounds (direct, meshed, direct, meshed, ...)")
+	flag.DurationVar(&c.Duration, "d", 10*time.Second, "length of each load run")
+	flag.IntVar(&c.Conns, "c", 32, "wrk connections for max rps and new conn/s")
+	flag.Var((*intList)(&c.QPS), "qps", "comma-separated rates of the fortio latency runs")
+	flag.IntVar(&c.LatencyConns, "latency-c", 16, "fortio connections")
+	flag.IntVar(&c.BulkSize, "bulk-size", 16<<20, "bytes of body per bulk response")
+	flag.IntVar(&c.BulkConns, "bulk-c", 1, "connections reading bulk responses at once")
+	flag.BoolVar(&c.HTTPRow, "http", true, "also measure the meshed HTTP path (the server node proxy's reverse proxy)")
+	flag.IntVar(&c.ProfileSeconds, "profile", 10, "seconds of CPU profile of both node proxies after the rounds; 0 for none")
+	flag.StringVar(&c.ProxyLogLevel, "proxy-log-level", "info", "restart the node proxies at this log level; empty keeps the sandbox's debug")
+	flag.StringVar(&c.BinDir, "bin", "", "directory with weft-control-plane, weft-node-proxy, weft-cni, weft-echo; empty builds them from the working tree")
+	flag.StringVar(&c.Out, "out", "", "output directory (raw outputs, profiles, results.json, results.md); empty makes one in $TMPDIR")
+	flag.StringVar(&c.Wrk, "wrk", "", "wrk binary; empty finds or installs it")
+	flag.StringVar(&c.Fortio, "fortio", "", "fortio binary; empty finds or installs it")
+	flag.StringVar(&c.Name, "name", "pbench", "sandbox name")
+	flag.Parse()
+	if err := c.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "proxy bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c); err != nil {
+		fmt.Fprintln(os.Stderr, "proxy bench:", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func run(ctx context.Context, c config) (err error) {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (network namespaces)")
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	if c.Out == "" {
+		if c.Out, err = os.MkdirTemp("", "weft-bench-proxy-"); err != nil {
+			return err
+		}
+	} else if err := os.MkdirAll(c.Out, 0o755); err != nil {
+		return err
+	}
+	if c.Out, err = filepath.Abs(c.Out); err != nil {
+		return err
+	}
+	logf("output in %s", c.Out)
+	tools, err := findTools(ctx, root, c.Wrk, c.Fortio)
+	if err != nil {
+		return err
+	}
+	if c.BinDir == "" {
+		c.BinDir = filepath.Join(c.Out, "bin")
+		logf("building the binaries from %s into %s", root, c.BinDir)
+		if err := buildBinaries(ctx, root, c.BinDir); err != nil {
+			return err
+		}
+	}
+
+	b, err := setUp(ctx, c, tools)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		logf("tearing the sandbox down")
+		if derr := b.down(); derr != nil {
+			err = errors.Join(err, fmt.Errorf("down: %w", derr))
+		}
+	}()
+
+	res, err := b.measure(ctx)
+	if err != nil {
+		return err
+	}
+	res.Meta = meta(ctx, root, c)
+	return res.write(c.Out, os.Stdout)
+}
