@@ -7,7 +7,7 @@ FUZZTIME ?= 30s
 # Binaries built by `make build`.
 CMDS     := ./control-plane/cmd/... ./node-proxy/cmd/... ./weftctl ./tests/apps/echo/cmd/weft-echo
 
-.PHONY: help tools build generate verify-generated lint test test-unit test-integration kube-binaries fuzz bench demo clean
+.PHONY: help tools build generate verify-generated lint test test-unit test-integration kube-binaries fuzz bench demo demo-identity clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -50,7 +50,10 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each
 bench: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./certs/... ./control-plane/internal/translate/ ./node-proxy/internal/redirect/ ./node-proxy/internal/netns/ ./node-proxy/internal/tunnel/
 
-demo: build ## Run the demo (today: identity issuance and refusal in local mode; needs no root yet)
+demo: tools build ## Run the whole mesh in network namespaces and walk through it (root, Linux); WEFT_DEMO_STAY=1 keeps it up
+	hack/demo.sh
+
+demo-identity: build ## The identity demo alone: certificates issued and refused in local mode (no root)
 	hack/demo-identity.sh
 
 clean: ## Remove bin/

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -90,8 +91,9 @@ func get(args []string) error {
 	fs.Var(headerFlag(req.Header), "H", "request header 'Name: value' (repeatable; Host sets the authority)")
 	fs.BoolVar(&req.H2C, "h2c", false, "HTTP/2 over cleartext with prior knowledge instead of HTTP/1.1")
 	fs.DurationVar(&req.Timeout, "timeout", 0, "bound on the whole request (default 10s)")
+	bodyOnly := fs.Bool("body", false, "print only the response body (any non-echo body, up to 64 KiB), as curl would")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: weft-echo get [-X METHOD] [-H 'Name: value']... [--h2c] [--timeout 10s] URL")
+		fmt.Fprintln(fs.Output(), "usage: weft-echo get [-X METHOD] [-H 'Name: value']... [--h2c] [--timeout 10s] [--body] URL")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -104,6 +106,10 @@ func get(args []string) error {
 	req.URL = fs.Arg(0)
 	res, err := echo.Get(context.Background(), req)
 	if err != nil {
+		return err
+	}
+	if *bodyOnly && res.Reply == nil {
+		_, err := io.WriteString(os.Stdout, res.Body)
 		return err
 	}
 	enc := json.NewEncoder(os.Stdout)
