@@ -31,7 +31,9 @@ func (cp *ControlPlane) currentMesh() *translate.Mesh {
 	cp.meshMu.Lock()
 	defer cp.meshMu.Unlock()
 	if cp.mesh == nil || cp.meshSnap != snap || cp.meshCA != ca {
-		cp.mesh = translate.NewMesh(snap, translate.Options{TrustDomain: cp.cfg.TrustDomain,
+		// Next reuses the previous translation's resources whose inputs
+		// did not change: a route change rebuilds one RouteConfiguration.
+		cp.mesh = cp.mesh.Next(snap, translate.Options{TrustDomain: cp.cfg.TrustDomain,
 			ClusterDomain: cp.cfg.ClusterDomain, TrustBundleRoots: certs.BundleDER(ca.Bundle())})
 		cp.meshSnap, cp.meshCA = snap, ca
 	}

@@ -3,6 +3,10 @@ package translate
 import (
 	"fmt"
 	"testing"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+
+	"github.com/weftmesh/weft/control-plane/internal/model"
 )
 
 // The benchmarks translate a mesh of 10,000 pods on 1,000 nodes with 500
@@ -43,7 +47,30 @@ func BenchmarkMeshNode(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
+		if i%len(nodes) == 0 { // a node's Workloads are translated once per Mesh (or longer)
+			m.workloads = &workloadCache{byNode: map[string][]types.Resource{}}
+		}
 		m.Node(nodes[i%len(nodes)])
 		i++
+	}
+}
+
+// BenchmarkNextRouteChange is Mesh.Next after one HTTPRoute's weights
+// changed, plus one node: what the control plane pays per change before
+// pushing it.
+func BenchmarkNextRouteChange(b *testing.B) {
+	s := synthSnapshot(benchPods, benchNodes, benchServices)
+	m := NewMesh(s, Options{})
+	b.ReportAllocs()
+	weight := int32(0)
+	for b.Loop() {
+		weight = weight%99 + 1
+		s = clone(s)
+		r := *s.Routes["HTTPRoute/ns-4/svc-4"]
+		r.Rules = append([]model.RouteRule(nil), r.Rules...)
+		r.Rules[0].Backends = []model.Backend{{Kind: "Service", Name: "svc-4", Port: 80, Weight: 100 - weight}, {Kind: "Service", Name: "svc-14", Port: 80, Weight: weight}}
+		s.Routes["HTTPRoute/ns-4/svc-4"] = &r
+		m = m.Next(s, Options{})
+		m.Node("node-7")
 	}
 }

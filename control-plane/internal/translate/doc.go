@@ -7,7 +7,10 @@
 //	envoyRes := res.Envoy() // for go-control-plane's cache.NewSnapshot
 //
 // For many nodes, build the node-independent part once with NewMesh and
-// call (*Mesh).Node per node.
+// call (*Mesh).Node per node. For the next snapshot, (*Mesh).Next
+// translates again reusing every resource whose inputs are the same model
+// objects (reuse.go), so a small change costs a small translation and
+// unchanged resources stay the same messages.
 //
 // # What a node receives
 //

@@ -56,23 +56,51 @@ type policyTarget struct {
 	section string
 }
 
-func newIndex(s *model.Snapshot, opts Options) *index {
-	ix := &index{
-		snap:        s,
-		opts:        opts,
-		svcByKey:    map[string]*svcInfo{},
-		svcsByNS:    map[string][]*svcInfo{},
-		slicesBySvc: map[string][]*model.EndpointSlice{},
-		podSvcs:     map[string][]string{},
-		policies:    map[string][]policyTarget{},
-		authz:       map[string][]*model.AuthorizationPolicy{},
+// newIndex indexes s. Parts whose inputs are the same objects as those of
+// prev (nil: none), as same says, are taken from prev: an index is never
+// modified once built.
+func newIndex(s *model.Snapshot, opts Options, prev *index, same sameInputs) *index {
+	ix := &index{snap: s, opts: opts}
+	if same.services {
+		ix.services, ix.svcByKey, ix.svcsByNS = prev.services, prev.svcByKey, prev.svcsByNS
+	} else {
+		ix.indexServices()
 	}
-	for _, key := range sortedKeys(s.Services) {
-		svc := s.Services[key]
+	if same.slices {
+		ix.slicesBySvc, ix.podSvcs = prev.slicesBySvc, prev.podSvcs
+	} else {
+		ix.indexSlices()
+	}
+	if same.policies {
+		ix.policies = prev.policies
+	} else {
+		ix.indexPolicies()
+	}
+	if same.authz {
+		ix.authz = prev.authz
+	} else {
+		ix.authz = map[string][]*model.AuthorizationPolicy{}
+		for _, key := range sortedKeys(s.AuthorizationPolicies) {
+			ap := s.AuthorizationPolicies[key]
+			ix.authz[ap.Namespace] = append(ix.authz[ap.Namespace], ap)
+		}
+	}
+	if same.services && same.slices && same.pods {
+		ix.backendOf = prev.backendOf
+	} else {
+		ix.indexBackends()
+	}
+	return ix
+}
+
+func (ix *index) indexServices() {
+	ix.svcByKey, ix.svcsByNS = map[string]*svcInfo{}, map[string][]*svcInfo{}
+	for _, key := range sortedKeys(ix.snap.Services) {
+		svc := ix.snap.Services[key]
 		if svc.Type == "ExternalName" {
 			continue
 		}
-		si := &svcInfo{svc: svc, key: svc.Key(), host: hostname(svc.Name, svc.Namespace, opts.ClusterDomain)}
+		si := &svcInfo{svc: svc, key: svc.Key(), host: hostname(svc.Name, svc.Namespace, ix.opts.ClusterDomain)}
 		for _, sp := range svc.Ports {
 			if sp.Protocol != "" && sp.Protocol != "TCP" {
 				continue
@@ -89,8 +117,12 @@ func newIndex(s *model.Snapshot, opts Options) *index {
 		ix.svcByKey[si.key] = si
 		ix.svcsByNS[svc.Namespace] = append(ix.svcsByNS[svc.Namespace], si)
 	}
-	for _, key := range sortedKeys(s.EndpointSlices) {
-		es := s.EndpointSlices[key]
+}
+
+func (ix *index) indexSlices() {
+	ix.slicesBySvc, ix.podSvcs = map[string][]*model.EndpointSlice{}, map[string][]string{}
+	for _, key := range sortedKeys(ix.snap.EndpointSlices) {
+		es := ix.snap.EndpointSlices[key]
 		svcKey := es.Namespace + "/" + es.Service
 		ix.slicesBySvc[svcKey] = append(ix.slicesBySvc[svcKey], es)
 		for _, ep := range es.Endpoints {
@@ -102,8 +134,12 @@ func newIndex(s *model.Snapshot, opts Options) *index {
 			}
 		}
 	}
-	tps := make([]*model.TrafficPolicy, 0, len(s.TrafficPolicies))
-	for _, tp := range s.TrafficPolicies {
+}
+
+func (ix *index) indexPolicies() {
+	ix.policies = map[string][]policyTarget{}
+	tps := make([]*model.TrafficPolicy, 0, len(ix.snap.TrafficPolicies))
+	for _, tp := range ix.snap.TrafficPolicies {
 		tps = append(tps, tp)
 	}
 	sort.Slice(tps, func(i, j int) bool { return olderFirst(&tps[i].ObjectMeta, &tps[j].ObjectMeta) })
@@ -116,12 +152,6 @@ func newIndex(s *model.Snapshot, opts Options) *index {
 			ix.policies[k] = append(ix.policies[k], policyTarget{tp: tp, section: t.SectionName})
 		}
 	}
-	for _, key := range sortedKeys(s.AuthorizationPolicies) {
-		ap := s.AuthorizationPolicies[key]
-		ix.authz[ap.Namespace] = append(ix.authz[ap.Namespace], ap)
-	}
-	ix.indexBackends()
-	return ix
 }
 
 // olderFirst is Gateway API's tie-break: the oldest object wins, then the

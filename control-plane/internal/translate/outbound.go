@@ -2,15 +2,20 @@ package translate
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -43,16 +48,30 @@ type outboundBuilder struct {
 	// endpointMeta caches endpoint metadata by pod and node.
 	endpointMeta map[string]*corev3.Metadata
 
+	// prev is what the previous translation built (empty for none), next
+	// what this one builds, for the next one (reuse.go).
+	prev, next *built
+	// rec records what the RouteConfiguration being built depends on and
+	// does; nil when none is.
+	rec *routeBuilt
+
 	listeners, routes, clusters, endpoints, services []types.Resource
 }
 
-func newOutboundBuilder(ix *index, opts Options) *outboundBuilder {
+// newOutboundBuilder prepares a translation that reuses from prev (nil:
+// nothing) the resources whose inputs did not change.
+func newOutboundBuilder(ix *index, opts Options, prev *built) *outboundBuilder {
+	if prev == nil {
+		prev = newBuilt()
+	}
 	return &outboundBuilder{
 		ix:           ix,
 		opts:         opts,
 		invalid:      map[string]*xdsv1.ClusterMetadata{},
 		routeBudgets: map[string]budget{},
 		endpointMeta: map[string]*corev3.Metadata{},
+		prev:         prev,
+		next:         newBuilt(),
 	}
 }
 
@@ -62,25 +81,136 @@ func (b *outboundBuilder) build() {
 	// clusters need.
 	for _, si := range b.ix.services {
 		for _, pi := range si.ports {
-			b.listeners = append(b.listeners, b.listener(pi))
-			b.routes = append(b.routes, b.routeConfig(pi))
+			b.listeners = append(b.listeners, b.listenerOf(pi))
+			b.routes = append(b.routes, b.routeConfigOf(pi))
 		}
-		b.services = append(b.services, b.service(si))
+		b.services = append(b.services, b.serviceOf(si))
 	}
 	for _, si := range b.ix.services {
 		for _, pi := range si.ports {
-			b.clusters = append(b.clusters, b.cluster(pi))
-			b.endpoints = append(b.endpoints, b.loadAssignment(pi))
+			b.clusters = append(b.clusters, b.clusterOf(pi))
+			b.endpoints = append(b.endpoints, b.loadAssignmentOf(pi))
 		}
 	}
 	for _, name := range sortedKeys(b.invalid) {
-		b.clusters = append(b.clusters, b.invalidCluster(name, b.invalid[name]))
-		b.endpoints = append(b.endpoints, emptyLoadAssignment(name))
+		v := b.invalidOf(name, b.invalid[name])
+		b.clusters = append(b.clusters, v.cluster)
+		b.endpoints = append(b.endpoints, v.cla)
 	}
 	sortByName(b.listeners)
 	sortByName(b.routes)
 	sortByName(b.clusters)
 	sortByName(b.endpoints)
+	for t, l := range map[string]*[]types.Resource{
+		resource.ListenerType: &b.listeners, resource.RouteType: &b.routes, resource.ClusterType: &b.clusters,
+		resource.EndpointType: &b.endpoints, ServiceType: &b.services,
+	} {
+		*l = sameList(b.prev.lists[t], *l)
+		b.next.lists[t] = *l
+	}
+}
+
+func (b *outboundBuilder) listenerOf(pi *portInfo) *listenerv3.Listener {
+	k := keyOf(pi)
+	l := b.prev.listeners[k]
+	if l == nil {
+		l = b.listener(pi)
+	}
+	b.next.listeners[k] = l
+	return l
+}
+
+func (b *outboundBuilder) serviceOf(si *svcInfo) *xdsv1.Service {
+	s := b.prev.services[si.svc]
+	if s == nil {
+		s = b.service(si)
+	}
+	b.next.services[si.svc] = s
+	return s
+}
+
+func (b *outboundBuilder) routeConfigOf(pi *portInfo) *routev3.RouteConfiguration {
+	k, attached := keyOf(pi), b.attached[pi]
+	r := b.prev.routes[k]
+	if r != nil && r.current(b.ix, attached, pi) {
+		for _, v := range r.invalid {
+			b.addInvalid(v.cluster, v.meta)
+		}
+		for _, rb := range r.budgets {
+			b.addBudget(rb.cluster, rb.budget)
+		}
+	} else {
+		r = &routeBuilt{attached: attached, policies: b.ix.policies[pi.svc.key], backends: map[string]*model.Service{}}
+		b.rec = r
+		r.rc = b.routeConfig(pi)
+		b.rec = nil
+	}
+	b.next.routes[k] = r
+	return r.rc
+}
+
+// addInvalid records a backend that does not resolve.
+func (b *outboundBuilder) addInvalid(cluster string, meta *xdsv1.ClusterMetadata) {
+	b.invalid[cluster] = meta
+	if b.rec != nil {
+		b.rec.invalid = append(b.rec.invalid, invalidBackend{cluster, meta})
+	}
+}
+
+// addBudget records that a route retries into cluster with budget bud;
+// the cluster gets the strictest.
+func (b *outboundBuilder) addBudget(cluster string, bud budget) {
+	if cur, ok := b.routeBudgets[cluster]; !ok || bud.stricter(cur) {
+		b.routeBudgets[cluster] = bud
+	}
+	if b.rec != nil {
+		b.rec.budgets = append(b.rec.budgets, routeBudget{cluster, bud})
+	}
+}
+
+// lookupService is ix.svcByKey[key], recorded as an input of the
+// RouteConfiguration being built.
+func (b *outboundBuilder) lookupService(key string) *svcInfo {
+	si := b.ix.svcByKey[key]
+	if b.rec != nil {
+		var svc *model.Service
+		if si != nil {
+			svc = si.svc
+		}
+		b.rec.backends[key] = svc
+	}
+	return si
+}
+
+func (b *outboundBuilder) clusterOf(pi *portInfo) *clusterv3.Cluster {
+	k, policies := keyOf(pi), b.ix.policies[pi.svc.key]
+	bud, hasBudget := b.routeBudgets[pi.cluster]
+	c := b.prev.clusters[k]
+	if c == nil || !slices.Equal(c.policies, policies) || c.hasBudget != hasBudget || c.budget != bud {
+		c = &clusterBuilt{c: b.cluster(pi), policies: policies, budget: bud, hasBudget: hasBudget}
+	}
+	b.next.clusters[k] = c
+	return c.c
+}
+
+func (b *outboundBuilder) loadAssignmentOf(pi *portInfo) *endpointv3.ClusterLoadAssignment {
+	k := keyOf(pi)
+	c := b.prev.clas[k]
+	if c == nil || !c.current(b.ix, pi.svc) {
+		c = &claBuilt{cla: b.loadAssignment(pi)}
+		c.slices, c.pods = claInputs(b.ix, pi.svc)
+	}
+	b.next.clas[k] = c
+	return c.cla
+}
+
+func (b *outboundBuilder) invalidOf(name string, meta *xdsv1.ClusterMetadata) *invalidBuilt {
+	v := b.prev.invalid[name]
+	if v == nil || !v.current(meta) {
+		v = &invalidBuilt{meta: meta, cluster: b.invalidCluster(name, meta), cla: emptyLoadAssignment(name)}
+	}
+	b.next.invalid[name] = v
+	return v
 }
 
 // listener is the Listener of a Service port, readable by the Weft node

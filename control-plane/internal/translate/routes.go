@@ -306,18 +306,15 @@ func (b *outboundBuilder) ruleTemplate(pi *portInfo, pol effectivePolicy, routeN
 	}
 	for _, w := range wcs {
 		if w.invalid != nil {
-			b.invalid[w.name] = w.invalid
+			b.addInvalid(w.name, w.invalid)
 		}
 	}
 	applyTimeoutsAndRetry(action, pol, rule)
 	if action.RetryPolicy != nil {
 		bud := budgetOf(pol.Retry)
 		for _, w := range wcs {
-			if w.invalid != nil {
-				continue
-			}
-			if cur, ok := b.routeBudgets[w.name]; !ok || bud.stricter(cur) {
-				b.routeBudgets[w.name] = bud
+			if w.invalid == nil {
+				b.addBudget(w.name, bud)
 			}
 		}
 	}
@@ -366,7 +363,7 @@ func (b *outboundBuilder) resolveBackends(parent *portInfo, routeNS string, refs
 		}
 		w := weightedCluster{weight: uint32(ref.Weight)}
 		var reason string
-		switch si := b.ix.svcByKey[ns+"/"+ref.Name]; {
+		switch si := b.lookupService(ns + "/" + ref.Name); {
 		case !isServiceRef(ref.Group, ref.Kind):
 			reason = "InvalidKind: " + ref.Kind + " is not a Service"
 		case ns != routeNS:

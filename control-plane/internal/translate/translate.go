@@ -1,7 +1,10 @@
 package translate
 
 import (
+	"bytes"
+	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -111,26 +114,63 @@ type Mesh struct {
 	opts   Options
 	ix     *index
 	shared Resources
+	built  *built // the shared resources and their inputs, for Next
 	// podsByNode lists pod keys per node, sorted.
 	podsByNode map[string][]string
+	workloads  *workloadCache
+}
+
+// workloadCache holds each node's Workloads once translated. Meshes whose
+// Workloads have the same inputs share one.
+type workloadCache struct {
+	mu     sync.Mutex // guards the field below
+	byNode map[string][]types.Resource
 }
 
 // NewMesh translates everything that does not depend on the node.
 func NewMesh(s *model.Snapshot, opts Options) *Mesh {
+	return (*Mesh)(nil).Next(s, opts)
+}
+
+// Next translates s like NewMesh, but takes from m, the translation of an
+// earlier snapshot, every resource whose inputs are the same objects (see
+// reuse.go): a change of one route rebuilds one RouteConfiguration. m may
+// be nil. The result does not refer to m, which is left unchanged.
+func (m *Mesh) Next(s *model.Snapshot, opts Options) *Mesh {
 	if s == nil {
 		s = model.NewSnapshot()
 	}
 	opts = opts.withDefaults()
-	ix := newIndex(s, opts)
-	m := &Mesh{snap: s, opts: opts, ix: ix, podsByNode: map[string][]string{}}
-	for _, key := range sortedKeys(s.Pods) {
-		p := s.Pods[key]
-		if p.NodeName != "" {
-			m.podsByNode[p.NodeName] = append(m.podsByNode[p.NodeName], key)
+	same := compareInputs(m, s, opts)
+	var prevIndex *index
+	var prevBuilt *built
+	if same.opts {
+		prevIndex, prevBuilt = m.ix, m.built
+	}
+	ix := newIndex(s, opts, prevIndex, same)
+	next := &Mesh{snap: s, opts: opts, ix: ix}
+	if same.pods {
+		next.podsByNode = m.podsByNode
+	} else {
+		next.podsByNode = map[string][]string{}
+		for _, key := range sortedKeys(s.Pods) {
+			p := s.Pods[key]
+			if p.NodeName != "" {
+				next.podsByNode[p.NodeName] = append(next.podsByNode[p.NodeName], key)
+			}
 		}
 	}
-	m.shared = buildShared(ix, opts)
-	return m
+	if same.opts && same.services && same.slices && same.pods && same.namespaces && same.authz {
+		next.workloads = m.workloads
+	} else {
+		next.workloads = &workloadCache{byNode: map[string][]types.Resource{}}
+	}
+	var prevBundle []types.Resource
+	if m != nil && m.opts.TrustDomain == opts.TrustDomain && slices.EqualFunc(m.opts.TrustBundleRoots, opts.TrustBundleRoots, bytes.Equal) {
+		prevBundle = m.shared[TrustBundleType]
+	}
+	next.shared, next.built = buildShared(ix, opts, prevBuilt, prevBundle)
+	return next
 }
 
 // Node returns what node's proxy receives: the shared resources plus a
@@ -140,20 +180,41 @@ func (m *Mesh) Node(node string) Resources {
 	for t, l := range m.shared {
 		out[t] = l[:len(l):len(l)] // appending to it must not touch m.shared
 	}
-	wls := []types.Resource{}
+	wls := m.nodeWorkloads(node)
+	out[WorkloadType] = wls[:len(wls):len(wls)]
+	return out
+}
+
+// nodeWorkloads returns node's Workloads, translating them on first use.
+func (m *Mesh) nodeWorkloads(node string) []types.Resource {
+	c := m.workloads
+	c.mu.Lock()
+	wls, ok := c.byNode[node]
+	c.mu.Unlock()
+	if ok {
+		return wls
+	}
+	wls = []types.Resource{}
 	for _, key := range m.podsByNode[node] {
 		if w := workload(m.ix, m.snap.Pods[key], m.opts); w != nil {
 			wls = append(wls, w)
 		}
 	}
-	out[WorkloadType] = wls
-	return out
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.byNode[node]; ok { // translated meanwhile: hand out one list only
+		return prev
+	}
+	c.byNode[node] = wls
+	return wls
 }
 
-// buildShared builds the node-independent resources.
-func buildShared(ix *index, opts Options) Resources {
+// buildShared builds the node-independent resources, reusing what prev
+// (nil: nothing) built from the same inputs, and the trust bundle list
+// bundle when not nil.
+func buildShared(ix *index, opts Options, prev *built, bundle []types.Resource) (Resources, *built) {
 	out := Resources{}
-	b := newOutboundBuilder(ix, opts)
+	b := newOutboundBuilder(ix, opts, prev)
 	b.build()
 	add := func(t resource.Type, l []types.Resource) {
 		if l == nil {
@@ -167,13 +228,14 @@ func buildShared(ix *index, opts Options) Resources {
 	add(resource.EndpointType, b.endpoints)
 	add(ServiceType, b.services)
 	if len(opts.TrustBundleRoots) > 0 {
-		roots := make([][]byte, len(opts.TrustBundleRoots))
-		copy(roots, opts.TrustBundleRoots)
-		out[TrustBundleType] = []types.Resource{&xdsv1.TrustBundle{
-			Name: opts.TrustDomain, TrustDomain: opts.TrustDomain, Roots: roots,
-		}}
+		if bundle == nil {
+			roots := make([][]byte, len(opts.TrustBundleRoots))
+			copy(roots, opts.TrustBundleRoots)
+			bundle = []types.Resource{&xdsv1.TrustBundle{Name: opts.TrustDomain, TrustDomain: opts.TrustDomain, Roots: roots}}
+		}
+		out[TrustBundleType] = bundle
 	}
-	return out
+	return out, b.next
 }
 
 func sortedKeys[V any](m map[string]V) []string {

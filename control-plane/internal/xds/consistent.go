@@ -35,16 +35,26 @@ func (e *InconsistentError) Error() string {
 //
 // Resources nobody references are allowed. Weft's own types carry no
 // references that are checked here.
-func (s *Snapshot) Consistent() error {
+func (s *Snapshot) Consistent() error { return s.consistent(nil) }
+
+// consistent is Consistent, taking the references of listeners from refs
+// when it has them (nil: none).
+func (s *Snapshot) consistent(refs *setCache) error {
 	c := checker{s: s}
 	for _, name := range c.sortedNames(resourcev3.ListenerType) {
 		if l, ok := getAs[*listenerv3.Listener](&c, resourcev3.ListenerType, name); ok {
-			c.listener(l)
+			lr := refs.listenerRefs(l)
+			c.problems = append(c.problems, lr.problems...)
+			for _, r := range lr.refs {
+				c.check(r)
+			}
 		}
 	}
 	for _, name := range c.sortedNames(resourcev3.RouteType) {
 		if rc, ok := getAs[*routev3.RouteConfiguration](&c, resourcev3.RouteType, name); ok {
-			c.routes("route configuration "+quote(name), rc)
+			for _, r := range routeRefs("route configuration "+quote(name), rc, nil) {
+				c.check(r)
+			}
 		}
 	}
 	for _, name := range c.sortedNames(resourcev3.ClusterType) {
@@ -109,7 +119,34 @@ func (c *checker) has(typeURL, name string) bool {
 	return ok
 }
 
-func (c *checker) listener(l *listenerv3.Listener) {
+// check reports r if it does not resolve.
+func (c *checker) check(r reference) {
+	if c.has(r.typeURL, r.name) {
+		return
+	}
+	what := "cluster"
+	if r.typeURL == resourcev3.RouteType {
+		what = "route configuration"
+	}
+	c.problem("%s: %s %s does not exist", r.where, what, quote(r.name))
+}
+
+// reference is a resource that another one names.
+type reference struct {
+	where, typeURL, name string
+}
+
+// listenerRefs is what a listener references, and why it could not be
+// read (when it could not).
+type listenerRefs struct {
+	refs     []reference
+	problems []string
+}
+
+// readListener finds what a listener references. Its HTTP connection
+// managers and TCP proxies are in Anys, which is what makes this costly.
+func readListener(l *listenerv3.Listener) listenerRefs {
+	var out listenerRefs
 	where := "listener " + quote(l.GetName())
 	chains := slices.Clone(l.GetFilterChains())
 	if d := l.GetDefaultFilterChain(); d != nil {
@@ -117,65 +154,60 @@ func (c *checker) listener(l *listenerv3.Listener) {
 	}
 	for _, fc := range chains {
 		for _, f := range fc.GetFilters() {
-			c.networkFilter(where+" filter "+quote(f.GetName()), f.GetTypedConfig())
+			out.networkFilter(where+" filter "+quote(f.GetName()), f.GetTypedConfig())
 		}
 	}
 	if api := l.GetApiListener().GetApiListener(); api != nil {
-		c.networkFilter(where+" api_listener", api)
+		out.networkFilter(where+" api_listener", api)
 	}
+	return out
 }
 
-// networkFilter checks the references of an HTTP connection manager or a
+// networkFilter reads the references of an HTTP connection manager or a
 // TCP proxy; other filters reference nothing this checker knows about.
-func (c *checker) networkFilter(where string, cfg *anypb.Any) {
+func (out *listenerRefs) networkFilter(where string, cfg *anypb.Any) {
 	switch {
 	case cfg.MessageIs((*hcmv3.HttpConnectionManager)(nil)):
 		hcm := new(hcmv3.HttpConnectionManager)
 		if err := cfg.UnmarshalTo(hcm); err != nil {
-			c.problem("%s: %v", where, err)
+			out.problems = append(out.problems, fmt.Sprintf("%s: %v", where, err))
 			return
 		}
 		if rds := hcm.GetRds(); rds != nil {
-			if name := rds.GetRouteConfigName(); !c.has(resourcev3.RouteType, name) {
-				c.problem("%s: route configuration %s does not exist", where, quote(name))
-			}
+			out.refs = append(out.refs, reference{where, resourcev3.RouteType, rds.GetRouteConfigName()})
 		}
 		if rc := hcm.GetRouteConfig(); rc != nil {
-			c.routes(where+" inline routes", rc)
+			out.refs = routeRefs(where+" inline routes", rc, out.refs)
 		}
 	case cfg.MessageIs((*tcpproxyv3.TcpProxy)(nil)):
 		tp := new(tcpproxyv3.TcpProxy)
 		if err := cfg.UnmarshalTo(tp); err != nil {
-			c.problem("%s: %v", where, err)
+			out.problems = append(out.problems, fmt.Sprintf("%s: %v", where, err))
 			return
 		}
 		if name := tp.GetCluster(); name != "" {
-			c.cluster(where, name)
+			out.refs = append(out.refs, reference{where, resourcev3.ClusterType, name})
 		}
 		for _, w := range tp.GetWeightedClusters().GetClusters() {
-			c.cluster(where, w.GetName())
+			out.refs = append(out.refs, reference{where, resourcev3.ClusterType, w.GetName()})
 		}
 	}
 }
 
-func (c *checker) routes(where string, rc *routev3.RouteConfiguration) {
+// routeRefs appends to refs the clusters the routes of rc send traffic to.
+func routeRefs(where string, rc *routev3.RouteConfiguration, refs []reference) []reference {
 	for _, vh := range rc.GetVirtualHosts() {
 		for _, r := range vh.GetRoutes() {
 			action := r.GetRoute()
 			if name := action.GetCluster(); name != "" {
-				c.cluster(where, name)
+				refs = append(refs, reference{where, resourcev3.ClusterType, name})
 			}
 			for _, w := range action.GetWeightedClusters().GetClusters() {
-				c.cluster(where, w.GetName())
+				refs = append(refs, reference{where, resourcev3.ClusterType, w.GetName()})
 			}
 		}
 	}
-}
-
-func (c *checker) cluster(where, name string) {
-	if !c.has(resourcev3.ClusterType, name) {
-		c.problem("%s: cluster %s does not exist", where, quote(name))
-	}
+	return refs
 }
 
 func quote(s string) string { return fmt.Sprintf("%q", s) }

@@ -1,19 +1,37 @@
-// Package xds is the control plane's xDS server: go-control-plane's
-// Aggregated Discovery Service, state of the world and delta, on port 15012
-// next to the identity API. It turns "the model changed" into one
-// consistent, versioned snapshot per connected node proxy.
+// Package xds is the control plane's xDS server: the Aggregated Discovery
+// Service, state of the world (go-control-plane's server and snapshot
+// cache) and delta (this package's own, delta.go), on port 15012 next to
+// the identity API. It turns "the model changed" into one consistent,
+// versioned snapshot per connected node proxy.
 //
 // # Flow
 //
 //	Notify() ─► debounce ─► for every connected node: Builder(node)
 //	                                 │
-//	        a node's first stream ───┘      NewSnapshot ─► Consistent ─► SetSnapshot
+//	        a node's first stream ───┘      NewSnapshot ─► Consistent ─► set ─► wake the node's delta streams
 //	        accepted (built at once)        (refused: counted, logged, previous stays)
 //
-// Run owns every write to the snapshot cache: it builds (Parallelism
-// nodes at a time), sets snapshots, and clears the snapshot of a node whose
-// last stream closed. Stream callbacks only record who is connected and
-// wake Run.
+// Run owns every write of snapshots: it builds (Parallelism nodes at a
+// time), sets snapshots (in go-control-plane's cache for state-of-the-world
+// streams, and for delta streams, which it wakes), and clears the snapshot
+// of a node whose last stream closed. Stream callbacks only record who is
+// connected and wake Run. Each delta stream sends, on its own goroutine,
+// what changed since its last response.
+//
+// # Cost at scale
+//
+// Every node gets the same listeners, routes, clusters and endpoints. The
+// translator hands all nodes the same lists, and the same messages for
+// resources that did not change since the last translation; a resource set
+// (each resource serialized once, its version, and the delta wire form) is
+// built once per list and a resource encoded once per message (setCache).
+// A delta stream that holds a whole set is sent the difference between two
+// sets, computed once for all streams. A change of one route thus costs,
+// per node, a few map lookups and one small response.
+//
+// Responses that clients have not answered yet are bounded in bytes
+// (Config.SendBudget, sendBudget): a thousand nodes connecting at once take
+// turns instead of holding their whole configurations in memory at once.
 //
 // # Authentication
 //
@@ -42,7 +60,11 @@
 // type in the snapshot, which would leave a proxyless gRPC client (asking
 // for its one listener) without an answer. The price is that responses of
 // different types are not ordered (CDS before EDS, LDS before RDS); a
-// client must tolerate a reference that arrives before its target.
+// client must tolerate a reference that arrives before its target. A delta
+// stream sends the types changed by one snapshot in the order clusters,
+// endpoints, listeners, routes, others; but each type waits for the
+// client's answer to its previous response, so that order is not a
+// promise either.
 //
 // # Consistency
 //

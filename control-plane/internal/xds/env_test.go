@@ -130,15 +130,23 @@ type env struct {
 // the TLS configuration of port 15012.
 func start(t *testing.T, m *model) *env {
 	t.Helper()
+	return startWith(t, m, func(*Config) {})
+}
+
+// startWith is start with a Config changed by tweak.
+func startWith(t *testing.T, m *model, tweak func(*Config)) *env {
+	t.Helper()
 	ca, material := certstest.NewCA(t, nil, certs.Options{})
 	authority := identity.NewAuthority(ca, material)
 	e := &env{t: t, authority: authority, ca: ca, reg: prometheus.NewRegistry(), model: m, logs: make(chan string, 10000)}
-	srv, err := New(Config{
+	cfg := Config{
 		Builder:      m.build,
 		Authenticate: NodeFromPeer(authority),
 		Registerer:   e.reg,
 		Log:          slog.New(logHook{msgs: e.logs}),
-	})
+	}
+	tweak(&cfg)
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

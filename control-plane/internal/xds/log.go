@@ -17,6 +17,8 @@ const (
 	logKeyVersion   = "version"
 	logKeyTrigger   = "trigger"
 	logKeyComponent = "component"
+	logKeyType      = "type"
+	logKeyNonce     = "nonce"
 )
 
 // gcpLogger sends go-control-plane's own log lines to slog: its debug and

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -37,6 +38,15 @@ const (
 	DefaultMaxDelay = time.Second
 )
 
+// DefaultSendBudget is the default Config.SendBudget. A node's whole
+// configuration is a few megabytes with 500 Services: a few dozen nodes
+// can be sent theirs at once.
+const DefaultSendBudget = 64 << 20
+
+// sendBudgetHold is how long an unanswered response counts against the
+// send budget at most.
+const sendBudgetHold = 30 * time.Second
+
 // Config wires a Server.
 type Config struct {
 	// Builder computes a node's resources. Required.
@@ -54,6 +64,11 @@ type Config struct {
 	// Parallelism is how many nodes are built at once. Zero means
 	// GOMAXPROCS.
 	Parallelism int
+	// SendBudget bounds the bytes of delta responses sent to clients that
+	// have not answered them yet (see sendBudget); a stream waits for room
+	// before sending. A response larger than the whole budget waits until
+	// it has it all. Zero means DefaultSendBudget.
+	SendBudget int64
 	// Registerer receives the metrics; nil means they are not exported.
 	Registerer prometheus.Registerer
 	// Log receives refusals, build failures and (at debug level) every
@@ -69,8 +84,11 @@ func (c *Config) validate() error {
 	if c.Authenticate == nil {
 		errs = append(errs, errors.New("Authenticate is required"))
 	}
-	if c.Debounce < 0 || c.MaxDelay < 0 || c.Parallelism < 0 {
-		errs = append(errs, errors.New("Debounce, MaxDelay and Parallelism must not be negative"))
+	if c.Debounce < 0 || c.MaxDelay < 0 || c.Parallelism < 0 || c.SendBudget < 0 {
+		errs = append(errs, errors.New("Debounce, MaxDelay, Parallelism and SendBudget must not be negative"))
+	}
+	if c.SendBudget == 0 {
+		c.SendBudget = DefaultSendBudget
 	}
 	if c.Debounce == 0 {
 		c.Debounce = DefaultDebounce
@@ -93,25 +111,30 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// Server is the xDS server: go-control-plane's ADS (state of the world and
-// delta) over a snapshot cache that holds one Snapshot per connected node.
+// Server is the xDS server: ADS state of the world (go-control-plane's, over
+// its snapshot cache) and delta (delta.go), both serving one Snapshot per
+// connected node.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	cache   cachev3.SnapshotCache
-	sets    *setCache // resource sets shared between nodes' snapshots
-	xds     serverv3.Server
-	metrics *metrics
-	stop    context.CancelFunc // ends every stream; called when Run returns
+	cfg      Config
+	log      *slog.Logger
+	cache    cachev3.SnapshotCache // for state-of-the-world streams
+	sets     *setCache             // resource sets shared between nodes' snapshots
+	xds      serverv3.Server       // go-control-plane's; serves state-of-the-world streams
+	metrics  *metrics
+	budget   *sendBudget
+	deltaIDs atomic.Int64       // numbers delta streams
+	life     context.Context    // the server's lifetime: ends when Run returns
+	stop     context.CancelFunc // ends life, and so every stream
 
 	changed chan struct{} // Notify; capacity 1, coalesces
 	synced  chan struct{} // a node connected or went away; capacity 1, coalesces
 
-	mu        sync.Mutex            // guards the fields below
-	streams   map[streamKey]*stream // open streams that passed authentication
-	nodes     map[string]int        // connected nodes: accepted streams per node
-	pending   map[string]time.Time  // nodes connected or gone since the last sync, and when
-	published map[string]string     // version set in the cache, by node
+	mu        sync.Mutex                               // guards the fields below
+	streams   map[streamKey]*stream                    // open streams that passed authentication
+	nodes     map[string]int                           // connected nodes: accepted streams per node
+	pending   map[string]time.Time                     // nodes connected or gone since the last sync, and when
+	published map[string]*Snapshot                     // snapshot set, by node
+	wakes     map[string]map[streamKey]chan<- struct{} // accepted delta streams by node: told of a new snapshot
 }
 
 // New checks cfg and returns a Server. Register it on a gRPC server and
@@ -125,13 +148,16 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Log,
 		metrics:   newMetrics(cfg.Registerer),
+		budget:    newSendBudget(cfg.SendBudget, sendBudgetHold),
+		life:      ctx,
 		stop:      stop,
 		changed:   make(chan struct{}, 1),
 		synced:    make(chan struct{}, 1),
 		streams:   make(map[streamKey]*stream),
 		nodes:     make(map[string]int),
 		pending:   make(map[string]time.Time),
-		published: make(map[string]string),
+		published: make(map[string]*Snapshot),
+		wakes:     make(map[string]map[streamKey]chan<- struct{}),
 	}
 	logger := gcpLogger{log: cfg.Log}
 	// ads=false: a client may ask for a subset of a type by name (a
@@ -146,7 +172,19 @@ func New(cfg Config) (*Server, error) {
 
 // Register adds the Aggregated Discovery Service (both protocols) to g.
 func (s *Server) Register(g *grpc.Server) {
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, ads{s})
+}
+
+// ads is the Aggregated Discovery Service: state of the world by
+// go-control-plane, delta by serveDelta.
+type ads struct{ s *Server }
+
+func (a ads) StreamAggregatedResources(str discoverygrpc.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	return a.s.xds.StreamAggregatedResources(str)
+}
+
+func (a ads) DeltaAggregatedResources(str discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	return a.s.serveDelta(str)
 }
 
 // Notify tells the server the model changed. It never blocks; bursts are
@@ -265,7 +303,7 @@ func (s *Server) publish(ctx context.Context, node, trigger string, since time.T
 		return
 	}
 	s.mu.Lock()
-	same := s.published[node] == snap.Version()
+	same := s.published[node] != nil && s.published[node].Version() == snap.Version()
 	s.mu.Unlock()
 	if same {
 		return
@@ -275,10 +313,23 @@ func (s *Server) publish(ctx context.Context, node, trigger string, since time.T
 		return
 	}
 	s.mu.Lock()
-	s.published[node] = snap.Version()
+	s.published[node] = snap
+	for _, wake := range s.wakes[node] {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
 	s.mu.Unlock()
 	s.metrics.latency.WithLabelValues(trigger).Observe(time.Since(since).Seconds())
 	s.log.Debug("xDS snapshot set", logKeyNode, node, logKeyVersion, snap.Version(), logKeyTrigger, trigger)
+}
+
+// current is the snapshot set for node, nil if none.
+func (s *Server) current(node string) *Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.published[node]
 }
 
 // signalSync wakes Run to sync nodes. Callers hold mu and have updated

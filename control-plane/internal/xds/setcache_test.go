@@ -49,3 +49,26 @@ func TestSetCacheSharesSetsBetweenNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A resource handed over again, in a new list, is not encoded again; a new
+// message is, even with a name seen before.
+func TestSetCacheReusesEncodedResources(t *testing.T) {
+	a, b := &listenerv3.Listener{Name: "a"}, &listenerv3.Listener{Name: "b"}
+	c := newSetCache()
+	first, err := c.set(resourcev3.ListenerType, []types.Resource{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.rotate()
+	b2 := &listenerv3.Listener{Name: "b", StatPrefix: "changed"}
+	next, err := c.set(resourcev3.ListenerType, []types.Resource{a, b2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.wire["a"] != first.wire["a"] {
+		t.Error("a: encoded again, want the earlier encoding")
+	}
+	if next.wire["b"] == first.wire["b"] || next.versions["b"] == first.versions["b"] {
+		t.Error("b: a new message kept the old encoding or version")
+	}
+}

@@ -10,10 +10,12 @@ import (
 	"strings"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // typePrefix starts every type URL this server accepts.
@@ -34,13 +36,21 @@ type Snapshot struct {
 	sets    map[string]*resourceSet
 }
 
-// resourceSet is the resources of one type.
+// resourceSet is the resources of one type. It is immutable once built and
+// shared by the snapshots of every node that has the same resources.
 type resourceSet struct {
 	version  string                           // hash over names and per-resource versions
 	items    map[string]types.ResourceWithTTL // by name
 	versions map[string]string                // per-resource content hash, for delta
 	plain    map[string]types.Resource        // items without TTL, for GetResources; read-only
+	// wire is each resource as a delta response carries it: name, version
+	// and the serialized message in an Any of the set's type URL. Delta
+	// streams send these shared messages instead of marshalling per stream.
+	wire map[string]*discoverygrpc.Resource
 }
+
+// noResources is the set of a type a snapshot does not have.
+var noResources = &resourceSet{version: emptyVersion}
 
 var _ cachev3.ResourceSnapshot = (*Snapshot)(nil)
 
@@ -85,7 +95,15 @@ func (e *InvalidError) Error() string { return "invalid resources: " + errors.Jo
 
 func (e *InvalidError) Unwrap() []error { return e.Errs }
 
-func newResourceSet(typeURL string, list []types.Resource) (*resourceSet, error) {
+// encoded is a resource's serialized form and version.
+type encoded struct {
+	version string
+	wire    *discoverygrpc.Resource
+}
+
+// newResourceSet builds the set of list. Resources that cache (nil: none)
+// has already encoded are not encoded again.
+func newResourceSet(typeURL string, list []types.Resource, cache *setCache) (*resourceSet, error) {
 	msgName, ok := strings.CutPrefix(typeURL, typePrefix)
 	if !ok || msgName == "" {
 		return nil, fmt.Errorf("type URL %q does not start with %s", typeURL, typePrefix)
@@ -94,7 +112,10 @@ func newResourceSet(typeURL string, list []types.Resource) (*resourceSet, error)
 		items:    make(map[string]types.ResourceWithTTL, len(list)),
 		versions: make(map[string]string, len(list)),
 		plain:    make(map[string]types.Resource, len(list)),
+		wire:     make(map[string]*discoverygrpc.Resource, len(list)),
 	}
+	known := cache.encodedOf(list)
+	var fresh map[types.Resource]encoded
 	for i, r := range list {
 		if r == nil || !r.ProtoReflect().IsValid() {
 			return nil, fmt.Errorf("%s: resource %d is nil", msgName, i)
@@ -109,14 +130,25 @@ func newResourceSet(typeURL string, list []types.Resource) (*resourceSet, error)
 		if _, dup := set.items[name]; dup {
 			return nil, fmt.Errorf("%s: two resources are named %q", msgName, name)
 		}
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
-		if err != nil {
-			return nil, fmt.Errorf("%s %q: %w", msgName, name, err)
+		e, ok := known[i]
+		if !ok || e.wire.GetResource().GetTypeUrl() != typeURL {
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+			if err != nil {
+				return nil, fmt.Errorf("%s %q: %w", msgName, name, err)
+			}
+			version := hashVersion([][]byte{b})
+			e = encoded{version, &discoverygrpc.Resource{Name: name, Version: version, Resource: &anypb.Any{TypeUrl: typeURL, Value: b}}}
+			if fresh == nil {
+				fresh = make(map[types.Resource]encoded)
+			}
+			fresh[r] = e
 		}
 		set.items[name] = types.ResourceWithTTL{Resource: r}
 		set.plain[name] = r
-		set.versions[name] = hashVersion([][]byte{b})
+		set.versions[name] = e.version
+		set.wire[name] = e.wire
 	}
+	cache.addEncoded(fresh)
 	set.version = hashNamed(set.versions)
 	return set, nil
 }

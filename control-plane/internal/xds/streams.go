@@ -54,20 +54,20 @@ func (c callbacks) OnStreamResponse(_ context.Context, _ int64, _ *discoverygrpc
 	c.s.metrics.pushes.WithLabelValues(typeLabel(resp.GetTypeUrl())).Inc()
 }
 
-func (c callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	return c.s.open(ctx, streamKey{protocolDelta, id})
+// go-control-plane's delta server is not registered (serveDelta serves
+// delta streams, and calls open, request and closed itself); refuse its
+// streams should it ever be.
+func (c callbacks) OnDeltaStreamOpen(context.Context, int64, string) error {
+	return status.Error(codes.Unimplemented, "go-control-plane's delta server is not in use")
 }
 
-func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
-	c.s.closed(streamKey{protocolDelta, id})
+func (c callbacks) OnDeltaStreamClosed(int64, *corev3.Node) {}
+
+func (c callbacks) OnStreamDeltaRequest(int64, *discoverygrpc.DeltaDiscoveryRequest) error {
+	return status.Error(codes.Unimplemented, "go-control-plane's delta server is not in use")
 }
 
-func (c callbacks) OnStreamDeltaRequest(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
-	return c.s.request(streamKey{protocolDelta, id}, req.GetNode())
-}
-
-func (c callbacks) OnStreamDeltaResponse(_ int64, _ *discoverygrpc.DeltaDiscoveryRequest, resp *discoverygrpc.DeltaDiscoveryResponse) {
-	c.s.metrics.pushes.WithLabelValues(typeLabel(resp.GetTypeUrl())).Inc()
+func (c callbacks) OnStreamDeltaResponse(int64, *discoverygrpc.DeltaDiscoveryRequest, *discoverygrpc.DeltaDiscoveryResponse) {
 }
 
 // The REST (fetch) API is not registered; refuse it should it ever be.
@@ -122,6 +122,19 @@ func (s *Server) request(key streamKey, node *corev3.Node) error {
 	return nil
 }
 
+// acceptDelta registers an accepted delta stream to be woken, on wake,
+// whenever its node gets a new snapshot, and returns the node.
+func (s *Server) acceptDelta(key streamKey, wake chan<- struct{}) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.streams[key]
+	if s.wakes[st.node] == nil {
+		s.wakes[st.node] = map[streamKey]chan<- struct{}{}
+	}
+	s.wakes[st.node][key] = wake
+	return st.node
+}
+
 // closed forgets a stream; when it was the node's last, Run clears the
 // node's snapshot.
 func (s *Server) closed(key streamKey) {
@@ -131,6 +144,12 @@ func (s *Server) closed(key streamKey) {
 	delete(s.streams, key)
 	if st == nil || !st.accepted {
 		return
+	}
+	if w := s.wakes[st.node]; w != nil {
+		delete(w, key)
+		if len(w) == 0 {
+			delete(s.wakes, st.node)
+		}
 	}
 	s.metrics.clients.WithLabelValues(key.protocol).Dec()
 	s.nodes[st.node]--

@@ -153,6 +153,7 @@ func run(c config) error {
 			profiled <- fetch(ctx, admin, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), filepath.Join(c.pprofDir, "cpu.pprof"))
 		}()
 	}
+	sumBefore, pushesBefore, _ := pushLatency(ctx, admin)
 	var all []time.Duration
 	fmt.Printf("\n| round | weight | p50 | p99 | max (all clients have it) |\n| --- | --- | --- | --- | --- |\n")
 	for r := 1; r <= c.rounds; r++ {
@@ -199,6 +200,10 @@ func run(c config) error {
 	}
 	fmt.Printf("\nall rounds: p50 %s, p99 %s, max %s over %d client updates\n", pct(all, 50), pct(all, 99), all[len(all)-1].Round(time.Millisecond), len(all))
 	fmt.Printf("control plane RSS %s (peak %s, GOMEMLIMIT %q) with %d pods, %d services, %d nodes connected\n", rss, hwm, c.memLimit, c.pods, c.services, c.nodes)
+	if sum, n, err := pushLatency(ctx, admin); err == nil && n > pushesBefore {
+		mean := (sum - sumBefore) / time.Duration(n-pushesBefore)
+		fmt.Printf("control plane: model change to snapshot set (debounce included), mean %s over the rounds' %d node snapshots\n", mean.Round(time.Millisecond), n-pushesBefore)
+	}
 	cancel()
 	wg.Wait()
 	return nil
@@ -237,23 +242,56 @@ func memory(pid int) (rss, hwm string) {
 
 // fetch GETs path from the admin server into file.
 func fetch(ctx context.Context, admin, path, file string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+path, nil)
+	b, err := get(ctx, admin, path)
 	if err != nil {
 		return err
 	}
+	return os.WriteFile(file, b, 0o644)
+}
+
+// get GETs path from the admin server.
+func get(ctx context.Context, admin, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+path, nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
+		return nil, fmt.Errorf("GET %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
+		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
+		return nil, fmt.Errorf("GET %s: %w", path, err)
 	}
-	return os.WriteFile(file, b, 0o644)
+	return b, nil
+}
+
+// pushLatency reads the sum and count of the control plane's
+// weft_xds_push_latency_seconds{trigger="change"}.
+func pushLatency(ctx context.Context, admin string) (time.Duration, int, error) {
+	b, err := get(ctx, admin, "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	var sum float64
+	var count int
+	for _, l := range strings.Split(string(b), "\n") {
+		name, value, ok := strings.Cut(l, " ")
+		if !ok {
+			continue
+		}
+		switch name {
+		case `weft_xds_push_latency_seconds_sum{trigger="change"}`:
+			sum, _ = strconv.ParseFloat(value, 64)
+		case `weft_xds_push_latency_seconds_count{trigger="change"}`:
+			count, _ = strconv.Atoi(value)
+		}
+	}
+	return time.Duration(sum * float64(time.Second)), count, nil
 }
 
 func waitForCA(ctx context.Context, cs kubernetes.Interface) (*certs.CA, error) {
