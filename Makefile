@@ -7,7 +7,7 @@ FUZZTIME ?= 30s
 # Binaries built by `make build`.
 CMDS     := ./control-plane/cmd/... ./node-proxy/cmd/... ./weftctl ./tests/apps/echo/cmd/weft-echo
 
-.PHONY: help tools build generate verify-generated lint test test-unit test-integration kube-binaries fuzz bench demo demo-identity clean
+.PHONY: help tools build generate verify-generated lint test test-unit test-integration kube-binaries fuzz bench bench-proxy demo demo-identity clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each
 
 bench: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./certs/... ./control-plane/internal/translate/ ./node-proxy/internal/redirect/ ./node-proxy/internal/netns/ ./node-proxy/internal/tunnel/
+
+bench-proxy: build ## Node proxy vs direct in the sandbox: rps, latency, new conns, bulk, CPU (root; ARGS="-backend nginx")
+	$(GO) run ./tests/bench/proxy -bin $(BIN) $(ARGS)
 
 demo: tools build ## Run the whole mesh in network namespaces and walk through it (root, Linux); WEFT_DEMO_STAY=1 keeps it up
 	hack/demo.sh

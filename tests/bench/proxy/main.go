@@ -34,6 +34,16 @@ type config struct {
 	BulkConns int
 	// HTTPRow adds the meshed HTTP (reverse proxy) path.
 	HTTPRow bool
+	// RelayRow adds the reference path through two Go TLS relays.
+	RelayRow bool
+	// Backend is the server the load goes to: "echo" (weft-echo, Go
+	// net/http) or "nginx" (Debian's, as PERFORMANCE.md's peers used).
+	Backend string
+	// MaxNoise is the share of the machine's CPU that processes outside
+	// the benchmark may use during a run before it is repeated (up to
+	// Retries times; the quietest attempt is kept).
+	MaxNoise float64
+	Retries  int
 	// ProfileSeconds is the length of the CPU profiles; 0 takes none.
 	ProfileSeconds int
 	// ProxyLogLevel restarts the node proxies at this level; empty keeps
@@ -61,6 +71,10 @@ func (c *config) validate() error {
 		return errors.New("-c, -latency-c and -bulk-c must be at least 1")
 	case c.BulkSize < 1<<10 || c.BulkSize > 1<<30:
 		return fmt.Errorf("-bulk-size %d: want 1 KiB to 1 GiB", c.BulkSize)
+	case c.Backend != backendEcho && c.Backend != backendNginx:
+		return fmt.Errorf("-backend %q: want %s or %s", c.Backend, backendEcho, backendNginx)
+	case c.Retries < 0 || c.MaxNoise < 0:
+		return errors.New("-retries and -max-noise must not be negative")
 	case c.ProfileSeconds < 0:
 		return fmt.Errorf("-profile %d: want 0 or more", c.ProfileSeconds)
 	}
@@ -95,6 +109,13 @@ func (l *intList) Set(v string) error {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "relay" {
+		if err := runRelay(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "relay:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	c := config{QPS: []int{1000, 5000}}
 	flag.IntVar(&c.Rounds, "rounds", 3, "interleaved rounds (direct, meshed, direct, meshed, ...)")
 	flag.DurationVar(&c.Duration, "d", 10*time.Second, "length of each load run")
@@ -104,6 +125,10 @@ func main() {
 	flag.IntVar(&c.BulkSize, "bulk-size", 16<<20, "bytes of body per bulk response")
 	flag.IntVar(&c.BulkConns, "bulk-c", 1, "connections reading bulk responses at once")
 	flag.BoolVar(&c.HTTPRow, "http", true, "also measure the meshed HTTP path (the server node proxy's reverse proxy)")
+	flag.BoolVar(&c.RelayRow, "relay", true, "also measure a reference path through two stdlib Go TLS relays (one mTLS connection per app connection), the peers' design")
+	flag.StringVar(&c.Backend, "backend", backendEcho, "server in the server pods: echo (weft-echo, which the sandbox runs) or nginx (Debian's, like the peers' measurements in PERFORMANCE.md)")
+	flag.Float64Var(&c.MaxNoise, "max-noise", 0.10, "repeat a run when processes outside the benchmark used more than this share of the machine's CPU during it")
+	flag.IntVar(&c.Retries, "retries", 2, "how many times a noisy run is repeated at most (the quietest attempt is kept)")
 	flag.IntVar(&c.ProfileSeconds, "profile", 10, "seconds of CPU profile of both node proxies after the rounds; 0 for none")
 	flag.StringVar(&c.ProxyLogLevel, "proxy-log-level", "info", "restart the node proxies at this log level; empty keeps the sandbox's debug")
 	flag.StringVar(&c.BinDir, "bin", "", "directory with weft-control-plane, weft-node-proxy, weft-cni, weft-echo; empty builds them from the working tree")
@@ -147,10 +172,12 @@ func run(ctx context.Context, c config) (err error) {
 		return err
 	}
 	logf("output in %s", c.Out)
-	tools, err := findTools(ctx, root, c.Wrk, c.Fortio)
+	tools, err := findTools(ctx, root, c.Wrk, c.Fortio, c.Backend == backendNginx)
 	if err != nil {
 		return err
 	}
+	var m Meta
+	gitState(ctx, &m, root)
 	if c.BinDir == "" {
 		c.BinDir = filepath.Join(c.Out, "bin")
 		logf("building the binaries from %s into %s", root, c.BinDir)
@@ -174,6 +201,8 @@ func run(ctx context.Context, c config) (err error) {
 	if err != nil {
 		return err
 	}
-	res.Meta = meta(ctx, root, c)
+	m.LoadAvgStart = res.Meta.LoadAvgStart
+	res.Meta = m
+	fillMeta(ctx, &res.Meta, c, tools)
 	return res.write(c.Out, os.Stdout)
 }
