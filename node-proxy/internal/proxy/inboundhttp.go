@@ -1,147 +1,345 @@
 package proxy
 
 import (
-	"context"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/netip"
-	"os"
-	"sync"
+	"strconv"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"golang.org/x/sys/unix"
 
 	xdsv1 "github.com/weftmesh/weft/api/xds/v1"
 )
 
 // PeerIdentityHeader carries the caller's SPIFFE ID, as proven by mutual
 // TLS, on HTTP requests the destination node proxy delivers to a pod. The
-// proxy removes any value the caller sent, so an application may trust it
-// (when it only accepts traffic through the mesh: STRICT).
+// proxy removes any value the caller sent (in headers and trailers), so an
+// application may trust it when it only accepts traffic through the mesh
+// (STRICT).
 const PeerIdentityHeader = "X-Weft-Peer-Identity"
 
-// inboundHTTP delivers the tunnelled HTTP/1.1 of a pod's declared HTTP
-// ports through a reverse proxy that sets PeerIdentityHeader. It is the
-// server-side HTTP handling the L7 step builds on; other ports are spliced
-// as bytes.
-type inboundHTTP struct {
-	srv *http.Server
-	tr  *http.Transport
+// maxRequestHead bounds a request's line and headers, and maxChunkLine a
+// chunk-size or trailer line.
+const (
+	maxRequestHead = 64 << 10
+	maxChunkLine   = 4 << 10
+)
+
+// errMalformedHTTP is why a tunnelled HTTP/1.1 connection was cut.
+var errMalformedHTTP = errors.New("malformed HTTP/1.1 request")
+
+// identityConn is the connection to a pod's HTTP/1.1 port as the tunnel
+// sees it: what the caller sends goes through Write, which parses the
+// requests in place (heads, Content-Length and chunked bodies, trailers),
+// drops any PeerIdentityHeader and adds the proven one to every request
+// head; what the application answers is read through as bytes. There is no
+// goroutine and no copy beyond the head being rewritten: the cost stays
+// close to splicing.
+//
+// After a request with an Upgrade header or the CONNECT method, the rest
+// of the connection is carried as bytes (a WebSocket, say). So that a
+// refused upgrade cannot be used to slip a forged header in a later
+// request, the bytes are still scanned for the header's name, and the
+// connection is cut if it appears.
+//
+// identityConn deliberately has no ReadFrom: the tunnel must call Write.
+type identityConn struct {
+	c      *net.TCPConn
+	header []byte // "X-Weft-Peer-Identity: <id>\r\n"
+
+	state     int
+	remaining int64  // body bytes left (stBody, stChunkData)
+	pending   []byte // a head or line split across writes
+	tail      []byte // stRaw: the last bytes seen, for the name scan
+	out       []byte // scratch for the rewritten head
 }
 
-type connInfoKey struct{}
+const (
+	stHead = iota
+	stBody
+	stChunkSize
+	stChunkData
+	stChunkCRLF
+	stTrailer
+	stRaw
+)
 
-// inboundConn is the proxy's end of one tunnelled connection, carrying who
-// sent it and where it goes.
-type inboundConn struct {
-	net.Conn
-	peer spiffeid.ID
-	dst  netip.AddrPort
+func newIdentityConn(c *net.TCPConn, peer spiffeid.ID) *identityConn {
+	return &identityConn{c: c, header: []byte(PeerIdentityHeader + ": " + peer.String() + "\r\n")}
 }
 
-func (pd *pod) newInboundHTTP() *inboundHTTP {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return pd.dialer.DialContext(ctx, "tcp", addr)
-		},
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			c := pr.In.Context().Value(connInfoKey{}).(*inboundConn)
-			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = c.dst.String()
-			pr.Out.Host = pr.In.Host
-			pr.Out.Header.Del(PeerIdentityHeader)
-			pr.Out.Header.Set(PeerIdentityHeader, c.peer.String())
-		},
-		Transport: tr,
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			pd.p.log.Debug("inbound HTTP upstream failed", "pod", pd.key, "error", err)
-			w.WriteHeader(http.StatusBadGateway)
-		},
-	}
-	return &inboundHTTP{
-		tr: tr,
-		srv: &http.Server{
-			Handler:           rp,
-			ReadHeaderTimeout: 30 * time.Second,
-			IdleTimeout:       15 * time.Minute,
-			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-				return context.WithValue(ctx, connInfoKey{}, c)
-			},
-		},
-	}
-}
+func (ic *identityConn) Read(p []byte) (int, error)         { return ic.c.Read(p) }
+func (ic *identityConn) Close() error                       { return ic.c.Close() }
+func (ic *identityConn) CloseWrite() error                  { return ic.c.CloseWrite() }
+func (ic *identityConn) LocalAddr() net.Addr                { return ic.c.LocalAddr() }
+func (ic *identityConn) RemoteAddr() net.Addr               { return ic.c.RemoteAddr() }
+func (ic *identityConn) SetDeadline(t time.Time) error      { return ic.c.SetDeadline(t) }
+func (ic *identityConn) SetReadDeadline(t time.Time) error  { return ic.c.SetReadDeadline(t) }
+func (ic *identityConn) SetWriteDeadline(t time.Time) error { return ic.c.SetWriteDeadline(t) }
 
-// connect returns the end of a local stream socket pair that the tunnel
-// splices to; the HTTP server reads the other end.
-func (h *inboundHTTP) connect(peer spiffeid.ID, dst netip.AddrPort) (net.Conn, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("socketpair: %w", err)
-	}
-	ends := make([]net.Conn, 2)
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "inbound-http")
-		ends[i], err = net.FileConn(f)
-		f.Close()
-		if err != nil {
-			if i == 1 {
-				ends[0].Close()
-			} else {
-				unix.Close(fds[1])
+// Write consumes all of p or fails; a failure means the caller sent
+// something that is not HTTP/1.1 (or the application's socket failed), and
+// the tunnel then resets both sides.
+func (ic *identityConn) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		var err error
+		switch ic.state {
+		case stHead:
+			p, err = ic.head(p)
+		case stBody, stChunkData:
+			k := int(min(int64(len(p)), ic.remaining))
+			if _, err = ic.c.Write(p[:k]); err == nil {
+				p = p[k:]
+				ic.remaining -= int64(k)
+				if ic.remaining == 0 {
+					if ic.state == stBody {
+						ic.state = stHead
+					} else {
+						ic.state = stChunkCRLF
+					}
+				}
 			}
-			return nil, fmt.Errorf("socketpair: %w", err)
+		case stChunkSize, stChunkCRLF, stTrailer:
+			p, err = ic.chunkLine(p)
+		case stRaw:
+			err = ic.raw(p)
+			p = nil
+		}
+		if err != nil {
+			return n - len(p), err
 		}
 	}
-	l := &oneConnListener{c: &inboundConn{Conn: ends[1], peer: peer, dst: dst}}
-	go func() {
-		_ = h.srv.Serve(l)
-		if c := l.take(); c != nil {
-			c.Close() // the server was closed before it accepted c
+	return n, nil
+}
+
+// line returns the next CRLF-terminated line of p (without CRLF), joining
+// what an earlier write left in pending, and the rest of p. ok is false
+// when p ends before the line does (it is then kept in pending).
+func (ic *identityConn) line(p []byte, limit int) (line, rest []byte, ok bool, err error) {
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 {
+		if len(ic.pending)+len(p) > limit {
+			return nil, nil, false, fmt.Errorf("%w: line longer than %d bytes", errMalformedHTTP, limit)
 		}
-	}()
-	return ends[0], nil
-}
-
-func (h *inboundHTTP) close() {
-	_ = h.srv.Close()
-	h.tr.CloseIdleConnections()
-}
-
-// oneConnListener hands one connection to http.Server.Serve, then fails,
-// so Serve returns while the connection is served on.
-type oneConnListener struct {
-	mu sync.Mutex
-	c  *inboundConn
-}
-
-func (l *oneConnListener) take() *inboundConn {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	c := l.c
-	l.c = nil
-	return c
-}
-
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	if c := l.take(); c != nil {
-		return c, nil
+		ic.pending = append(ic.pending, p...)
+		return nil, nil, false, nil
 	}
-	return nil, errOneConn
+	line, rest = p[:i+1], p[i+1:]
+	if len(ic.pending) > 0 {
+		line = append(ic.pending, line...)
+		ic.pending = ic.pending[:0]
+	}
+	if len(line) > limit {
+		return nil, nil, false, fmt.Errorf("%w: line longer than %d bytes", errMalformedHTTP, limit)
+	}
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return nil, nil, false, fmt.Errorf("%w: bare LF", errMalformedHTTP)
+	}
+	return line[:len(line)-2], rest, true, nil
 }
 
-var errOneConn = errors.New("one connection only")
+// head handles stHead: it waits for a whole request head, rewrites it and
+// sets the body state.
+func (ic *identityConn) head(p []byte) ([]byte, error) {
+	var head, rest []byte
+	if len(ic.pending) == 0 {
+		if i := bytes.Index(p, []byte("\r\n\r\n")); i >= 0 {
+			head, rest = p[:i+4], p[i+4:]
+		}
+	}
+	if head == nil {
+		// The head spans writes: gather it.
+		start := max(0, len(ic.pending)-3)
+		ic.pending = append(ic.pending, p...)
+		i := bytes.Index(ic.pending[start:], []byte("\r\n\r\n"))
+		if i < 0 {
+			if len(ic.pending) > maxRequestHead {
+				return nil, fmt.Errorf("%w: request head over %d bytes", errMalformedHTTP, maxRequestHead)
+			}
+			return nil, nil
+		}
+		end := start + i + 4
+		head = ic.pending[:end]
+		rest = append([]byte(nil), ic.pending[end:]...) // rare: a head split across writes
+		defer func() { ic.pending = ic.pending[:0] }()
+	}
+	if len(head) > maxRequestHead {
+		return nil, fmt.Errorf("%w: request head over %d bytes", errMalformedHTTP, maxRequestHead)
+	}
+	out, next, err := ic.rewrite(head)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ic.c.Write(out); err != nil {
+		return nil, err
+	}
+	ic.state = next
+	return rest, nil
+}
 
-func (l *oneConnListener) Close() error   { return nil }
-func (l *oneConnListener) Addr() net.Addr { return &net.UnixAddr{Name: "inbound-http", Net: "unix"} }
+// rewrite parses a request head (ending in CRLFCRLF) and returns it with
+// the identity header replaced, and the state that follows it.
+func (ic *identityConn) rewrite(head []byte) ([]byte, int, error) {
+	lines := head[:len(head)-4] // without the final CRLFCRLF
+	nl := bytes.Index(lines, []byte("\r\n"))
+	reqLine := lines
+	if nl >= 0 {
+		reqLine = lines[:nl]
+	}
+	method, rest, ok1 := bytes.Cut(reqLine, []byte(" "))
+	_, version, ok2 := bytes.Cut(rest, []byte(" "))
+	if !ok1 || !ok2 || len(method) == 0 || !bytes.HasPrefix(version, []byte("HTTP/1.")) {
+		return nil, 0, fmt.Errorf("%w: request line %q", errMalformedHTTP, truncate(reqLine))
+	}
+	out := append(ic.out[:0], reqLine...)
+	out = append(out, '\r', '\n')
+	var contentLength int64 = -1
+	chunked, raw := false, string(method) == "CONNECT"
+	for nl >= 0 {
+		lines = lines[nl+2:]
+		nl = bytes.Index(lines, []byte("\r\n"))
+		line := lines
+		if nl >= 0 {
+			line = lines[:nl]
+		}
+		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			return nil, 0, fmt.Errorf("%w: folded header line", errMalformedHTTP)
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t") {
+			return nil, 0, fmt.Errorf("%w: header line %q", errMalformedHTTP, truncate(line))
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte(PeerIdentityHeader)):
+			continue // the caller's claim: dropped
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			n, err := strconv.ParseInt(string(value), 10, 64)
+			if err != nil || n < 0 || (contentLength >= 0 && n != contentLength) {
+				return nil, 0, fmt.Errorf("%w: Content-Length %q", errMalformedHTTP, truncate(value))
+			}
+			contentLength = n
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			codings := bytes.Split(value, []byte(","))
+			if chunked || !bytes.EqualFold(bytes.TrimSpace(codings[len(codings)-1]), []byte("chunked")) {
+				return nil, 0, fmt.Errorf("%w: Transfer-Encoding %q", errMalformedHTTP, truncate(value))
+			}
+			chunked = true
+		case bytes.EqualFold(name, []byte("Upgrade")):
+			raw = true
+		}
+		out = append(out, line...)
+		out = append(out, '\r', '\n')
+	}
+	if chunked && contentLength >= 0 {
+		// Both framings: the request smuggling shape. Refuse.
+		return nil, 0, fmt.Errorf("%w: both Content-Length and Transfer-Encoding", errMalformedHTTP)
+	}
+	out = append(out, ic.header...)
+	out = append(out, '\r', '\n')
+	ic.out = out
+	switch {
+	case raw:
+		return out, stRaw, nil
+	case chunked:
+		return out, stChunkSize, nil
+	case contentLength > 0:
+		ic.remaining = contentLength
+		return out, stBody, nil
+	default:
+		return out, stHead, nil
+	}
+}
+
+// chunkLine handles a chunk-size line, the CRLF after a chunk's data, and
+// trailer lines (where the identity header is dropped too).
+func (ic *identityConn) chunkLine(p []byte) ([]byte, error) {
+	line, rest, ok, err := ic.line(p, maxChunkLine)
+	if err != nil || !ok {
+		return nil, err
+	}
+	switch ic.state {
+	case stChunkCRLF:
+		if len(line) != 0 {
+			return nil, fmt.Errorf("%w: chunk data longer than its size", errMalformedHTTP)
+		}
+		ic.state = stChunkSize
+	case stChunkSize:
+		size, _, _ := bytes.Cut(line, []byte(";"))
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(size)), 16, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%w: chunk size %q", errMalformedHTTP, truncate(line))
+		}
+		if n == 0 {
+			ic.state = stTrailer
+		} else {
+			ic.state, ic.remaining = stChunkData, n
+		}
+	case stTrailer:
+		if len(line) == 0 {
+			ic.state = stHead
+		} else if name, _, _ := bytes.Cut(line, []byte(":")); bytes.EqualFold(bytes.TrimSpace(name), []byte(PeerIdentityHeader)) {
+			return rest, nil // dropped
+		}
+	}
+	if _, err := ic.c.Write(append(line, '\r', '\n')); err != nil {
+		return nil, err
+	}
+	return rest, nil
+}
+
+// raw forwards bytes after an upgrade, refusing the identity header's name
+// anywhere in them (case-insensitively, across writes).
+func (ic *identityConn) raw(p []byte) error {
+	const name = "x-weft-peer-identity"
+	const keep = len(name) - 1
+	// A name split across writes: the end of the last write and the start
+	// of this one.
+	var joint [2 * keep]byte
+	j := copy(joint[:], ic.tail)
+	j += copy(joint[j:], p[:min(len(p), keep)])
+	if containsFold(joint[:j], name) || containsFold(p, name) {
+		return fmt.Errorf("%w: %s after an upgrade", errMalformedHTTP, PeerIdentityHeader)
+	}
+	if len(p) >= keep {
+		ic.tail = append(ic.tail[:0], p[len(p)-keep:]...)
+	} else {
+		ic.tail = append(ic.tail[:0], joint[max(0, j-keep):j]...)
+	}
+	_, err := ic.c.Write(p)
+	return err
+}
+
+// containsFold reports whether s contains lower, an ASCII lower-case
+// string, ignoring ASCII case.
+func containsFold(s []byte, lower string) bool {
+	for i := 0; i+len(lower) <= len(s); i++ {
+		j := 0
+		for ; j < len(lower); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != lower[j] {
+				break
+			}
+		}
+		if j == len(lower) {
+			return true
+		}
+	}
+	return false
+}
+
+func truncate(b []byte) []byte {
+	if len(b) > 64 {
+		return b[:64]
+	}
+	return b
+}
 
 // httpPort reports whether the workload declares port as HTTP/1.1.
 func httpPort(w interface {

@@ -140,7 +140,6 @@ type pod struct {
 	dialer    *netns.Dialer
 	client    *tunnel.Client
 	server    *tunnel.Server
-	http      *inboundHTTP
 	lns       []net.Listener
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -180,7 +179,6 @@ func (p *Proxy) adopt(ctx context.Context, ep enroll.Pod) error {
 		}
 		return fmt.Errorf("enroll %s: %w", ep.Ref(), err)
 	}
-	pd.http = pd.newInboundHTTP()
 	var err error
 	pd.client, err = tunnel.NewClient(tunnel.ClientConfig{
 		Bundle: p.mgr,
@@ -199,10 +197,14 @@ func (p *Proxy) adopt(ctx context.Context, ep enroll.Pod) error {
 		IsLocal:     pd.isLocal,
 		Authorize:   pd.authorizeTunnel,
 		Dial: func(ctx context.Context, peer tunnel.Peer, dst netip.AddrPort) (net.Conn, error) {
-			if _, w, ok := pd.workload(); ok && httpPort(w, dst.Port()) {
-				return pd.http.connect(peer.ID, dst)
+			c, err := pd.dialer.DialContext(ctx, "tcp", dst.String())
+			if err != nil {
+				return nil, err
 			}
-			return pd.dialer.DialContext(ctx, "tcp", dst.String())
+			if _, w, ok := pd.workload(); ok && httpPort(w, dst.Port()) {
+				return newIdentityConn(c.(*net.TCPConn), peer.ID), nil
+			}
+			return c, nil
 		},
 		OnStreamEnd: pd.streamEnded,
 		Registerer:  p.reg,
@@ -276,7 +278,6 @@ func (pd *pod) stop() {
 	}
 	_ = pd.server.Close()
 	_ = pd.client.Close()
-	pd.http.close()
 	pd.wg.Wait()
 	pd.ns.Close()
 }
