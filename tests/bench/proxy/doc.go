@@ -19,7 +19,7 @@
 //	              bytes (the main row)
 //	meshed HTTP   mesh-n0 -> Service web-http VIP, port http 8081 (appProtocol
 //	              http) -> a second weft-echo in mesh-n1 on :8081; the
-//	              server's node proxy runs it through its HTTP reverse proxy,
+//	              server's node proxy parses the requests in place,
 //	              which adds X-Weft-Peer-Identity (-http=false drops it)
 //	Go TLS relays plain-n0 -> a relay in node 0 -> mutual TLS, one
 //	              connection per app connection -> a relay in node 1 ->
