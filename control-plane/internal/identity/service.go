@@ -8,14 +8,12 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
 
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
 	"github.com/weftmesh/weft/certs"
 	"github.com/weftmesh/weft/control-plane/internal/model"
+	"github.com/weftmesh/weft/control-plane/internal/nodeauth"
 )
 
 // Pods looks pods up for authorization. Implementations: the Kubernetes
@@ -186,25 +184,20 @@ func (s *Service) WatchTrustBundle(_ *identityv1.WatchTrustBundleRequest, stream
 
 // callerNode returns the node of the caller's verified node SVID.
 func (s *Service) callerNode(ctx context.Context) (string, error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
+	node, f := nodeauth.Node(ctx, s.cfg.Authority)
+	if f == nil {
+		return node, nil
+	}
+	switch f.Kind {
+	case nodeauth.NoPeer:
 		return "", Refuse(codes.Unauthenticated, ReasonNoClientCert, "no peer information")
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.PeerCertificates) == 0 {
+	case nodeauth.NoCert:
 		return "", Refuse(codes.Unauthenticated, ReasonNoClientCert, "a node SVID client certificate is required")
+	case nodeauth.BadCert:
+		return "", Refuse(codes.Unauthenticated, ReasonNoClientCert, "client certificate not valid: %v", f.Err)
+	default:
+		return "", Refuse(codes.PermissionDenied, ReasonNotANode, "%v", f.Err)
 	}
-	// The handshake verified the chain already; verify again against the
-	// bundle in force now, which may have changed since the connection opened.
-	id, _, err := x509svid.Verify(info.State.PeerCertificates, s.cfg.Authority)
-	if err != nil {
-		return "", Refuse(codes.Unauthenticated, ReasonNoClientCert, "client certificate not valid: %v", err)
-	}
-	node, ok := certs.NodeFromID(id)
-	if !ok {
-		return "", Refuse(codes.PermissionDenied, ReasonNotANode, "caller %s is not a node proxy", id)
-	}
-	return node, nil
 }
 
 func sign(ca *certs.CA, csr *x509.CertificateRequest, id spiffeid.ID, ttl time.Duration) (*identityv1.SVIDResponse, error) {

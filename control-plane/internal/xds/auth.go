@@ -6,13 +6,10 @@ import (
 	"fmt"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/weftmesh/weft/certs"
+	"github.com/weftmesh/weft/control-plane/internal/nodeauth"
 )
 
 // Authenticator names the node proxy behind a stream from the stream's
@@ -64,22 +61,19 @@ func asRefusal(err error) *Refusal {
 // spiffe://<td>/weft/node/<node>. It returns <node>.
 func NodeFromPeer(bundle x509bundle.Source) Authenticator {
 	return func(ctx context.Context) (string, error) {
-		p, ok := peer.FromContext(ctx)
-		if !ok {
+		node, f := nodeauth.Node(ctx, bundle)
+		if f == nil {
+			return node, nil
+		}
+		switch f.Kind {
+		case nodeauth.NoPeer:
 			return "", refuse(codes.Unauthenticated, ReasonNoClientCert, "no peer information")
-		}
-		info, ok := p.AuthInfo.(credentials.TLSInfo)
-		if !ok || len(info.State.PeerCertificates) == 0 {
+		case nodeauth.NoCert:
 			return "", refuse(codes.Unauthenticated, ReasonNoClientCert, "xDS needs a node SVID as TLS client certificate")
+		case nodeauth.BadCert:
+			return "", refuse(codes.Unauthenticated, ReasonBadClientCert, "client certificate not valid: %v", f.Err)
+		default:
+			return "", refuse(codes.PermissionDenied, ReasonNotANode, "%v", f.Err)
 		}
-		id, _, err := x509svid.Verify(info.State.PeerCertificates, bundle)
-		if err != nil {
-			return "", refuse(codes.Unauthenticated, ReasonBadClientCert, "client certificate not valid: %v", err)
-		}
-		node, ok := certs.NodeFromID(id)
-		if !ok {
-			return "", refuse(codes.PermissionDenied, ReasonNotANode, "caller %s is not a node proxy", id)
-		}
-		return node, nil
 	}
 }
