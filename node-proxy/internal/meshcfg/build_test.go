@@ -296,6 +296,11 @@ func TestBuildWorkloads(t *testing.T) {
 	if got, want := w.GetUid(), workloadWebA().GetUid(); got != want {
 		t.Errorf("Uid: got %q, want %q", got, want)
 	}
+	for port, want := range map[uint16]bool{8080: true, 9090: false} {
+		if got := w.HTTPPort(port); got != want {
+			t.Errorf("HTTPPort(%d): got %v, want %v", port, got, want)
+		}
+	}
 	if !w.HasAddr(netip.MustParseAddr("::ffff:10.244.1.5")) {
 		t.Error("HasAddr(::ffff:10.244.1.5): got false, want true")
 	}

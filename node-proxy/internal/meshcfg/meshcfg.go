@@ -443,3 +443,14 @@ func namespaceOf(id spiffeid.ID) string {
 	ns, _, _ := strings.Cut(rest, "/")
 	return ns
 }
+
+// HTTPPort reports whether the workload's Services declare port as
+// HTTP/1.1.
+func (w *Workload) HTTPPort(port uint16) bool {
+	for _, p := range w.GetPorts() {
+		if p.GetPort() == uint32(port) {
+			return p.GetProtocol() == xdsv1.Protocol_PROTOCOL_HTTP
+		}
+	}
+	return false
+}

@@ -99,22 +99,25 @@ func (p *Proxy) adminHandler() http.Handler {
 
 // workloadView is one enrolled pod on /workloads.
 type workloadView struct {
-	UID         string    `json:"uid"`
-	Namespace   string    `json:"namespace"`
-	Name        string    `json:"name"`
-	NetNS       string    `json:"netns,omitempty"`
-	EnrolledAt  time.Time `json:"enrolledAt"`
-	Described   bool      `json:"described"` // the configuration has its Workload
-	Identity    string    `json:"identity,omitempty"`
-	Addresses   []string  `json:"addresses,omitempty"`
-	InboundMode string    `json:"inboundMode,omitempty"`
-	Services    []string  `json:"services,omitempty"`
-	Policies    []string  `json:"authorizationPolicies,omitempty"`
-	Certificate *struct {
-		NotAfter time.Time `json:"notAfter"`
-		RenewAt  time.Time `json:"renewAt"`
-	} `json:"certificate,omitempty"`
-	CertificateError string `json:"certificateError,omitempty"`
+	UID              string    `json:"uid"`
+	Namespace        string    `json:"namespace"`
+	Name             string    `json:"name"`
+	NetNS            string    `json:"netns,omitempty"`
+	EnrolledAt       time.Time `json:"enrolledAt"`
+	Described        bool      `json:"described"` // the configuration has its Workload
+	Identity         string    `json:"identity,omitempty"`
+	Addresses        []string  `json:"addresses,omitempty"`
+	InboundMode      string    `json:"inboundMode,omitempty"`
+	Services         []string  `json:"services,omitempty"`
+	Policies         []string  `json:"authorizationPolicies,omitempty"`
+	Certificate      *certView `json:"certificate,omitempty"`
+	CertificateError string    `json:"certificateError,omitempty"`
+}
+
+// certView is a pod certificate's lifetime on /workloads.
+type certView struct {
+	NotAfter time.Time `json:"notAfter"`
+	RenewAt  time.Time `json:"renewAt"`
 }
 
 func (p *Proxy) serveWorkloads(w http.ResponseWriter, _ *http.Request) {
@@ -141,10 +144,7 @@ func (p *Proxy) serveWorkloads(w http.ResponseWriter, _ *http.Request) {
 			}
 		}
 		if s, ok := statuses[pd.key]; ok {
-			v.Certificate = &struct {
-				NotAfter time.Time `json:"notAfter"`
-				RenewAt  time.Time `json:"renewAt"`
-			}{s.NotAfter, s.RenewAt}
+			v.Certificate = &certView{NotAfter: s.NotAfter, RenewAt: s.RenewAt}
 		}
 		pd.mu.Lock()
 		if pd.certErr != nil {

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
-	xdsv1 "github.com/weftmesh/weft/api/xds/v1"
 )
 
 // PeerIdentityHeader carries the caller's SPIFFE ID, as proven by mutual
@@ -339,16 +337,4 @@ func truncate(b []byte) []byte {
 		return b[:64]
 	}
 	return b
-}
-
-// httpPort reports whether the workload declares port as HTTP/1.1.
-func httpPort(w interface {
-	GetPorts() []*xdsv1.WorkloadPort
-}, port uint16) bool {
-	for _, p := range w.GetPorts() {
-		if p.GetPort() == uint32(port) {
-			return p.GetProtocol() == xdsv1.Protocol_PROTOCOL_HTTP
-		}
-	}
-	return false
 }

@@ -53,10 +53,7 @@ func (h handler) Add(ctx context.Context, ep enroll.Pod) error {
 		return err
 	}
 	if err := p.store.Save(ep); err != nil {
-		p.mu.Lock()
-		pd := p.pods[ep.UID]
-		p.mu.Unlock()
-		if pd != nil {
+		if pd := p.pod(ep.UID); pd != nil {
 			p.remove(pd)
 		}
 		return fmt.Errorf("record pod: %w", err)
@@ -68,9 +65,7 @@ func (h handler) Add(ctx context.Context, ep enroll.Pod) error {
 // Remove forgets a pod: rules first, then listeners.
 func (h handler) Remove(ctx context.Context, ref enroll.PodRef) error {
 	p := h.p
-	p.mu.Lock()
-	pd := p.pods[ref.UID]
-	p.mu.Unlock()
+	pd := p.pod(ref.UID)
 	if pd != nil {
 		p.remove(pd)
 	}
@@ -86,10 +81,7 @@ func (h handler) Remove(ctx context.Context, ref enroll.PodRef) error {
 // Check reports whether the pod is enrolled.
 func (h handler) Check(ctx context.Context, ref enroll.PodRef) error {
 	p := h.p
-	p.mu.Lock()
-	pd := p.pods[ref.UID]
-	p.mu.Unlock()
-	if pd != nil {
+	if p.pod(ref.UID) != nil {
 		return nil
 	}
 	mc, _ := p.config()
@@ -100,6 +92,13 @@ func (h handler) Check(ctx context.Context, ref enroll.PodRef) error {
 		return fmt.Errorf("pod %s is part of the mesh but not enrolled", ref)
 	}
 	return enroll.ErrNotMeshed
+}
+
+// pod returns the enrolled pod with this uid, or nil.
+func (p *Proxy) pod(uid string) *pod {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pods[uid]
 }
 
 // waitWorkload waits until the configuration describes the pod key with
@@ -201,7 +200,7 @@ func (p *Proxy) adopt(ctx context.Context, ep enroll.Pod) error {
 			if err != nil {
 				return nil, err
 			}
-			if _, w, ok := pd.workload(); ok && httpPort(w, dst.Port()) {
+			if _, w, ok := pd.workload(); ok && w.HTTPPort(dst.Port()) {
 				return newIdentityConn(c.(*net.TCPConn), peer.ID), nil
 			}
 			return c, nil

@@ -47,8 +47,7 @@ type Proxy struct {
 	rules   redirect.Redirector
 	store   enroll.Store
 
-	mesh    atomic.Pointer[meshcfg.Config]
-	version atomic.Uint64
+	mesh atomic.Pointer[meshcfg.Config]
 
 	mu      sync.Mutex      // guards the fields below
 	changed chan struct{}   // closed and replaced when mesh changes
@@ -109,16 +108,17 @@ func New(cfg Config) (*Proxy, error) {
 // apply compiles a new xDS state; an error NACKs it and keeps the last
 // good configuration.
 func (p *Proxy) apply(st xdsclient.State) error {
-	res := meshcfg.Resources{}
-	for _, t := range meshcfg.Types {
-		res[t] = st.Resources(t)
+	// The xDS client calls apply from one goroutine: the version can be
+	// derived from the configuration in force.
+	version := uint64(1)
+	if prev := p.mesh.Load(); prev != nil {
+		version = prev.Version + 1
 	}
-	mc, err := meshcfg.Build(res, p.version.Load()+1)
+	mc, err := meshcfg.Build(st.All(), version)
 	if err != nil {
 		p.log.Warn("configuration rejected, keeping the last good one", "error", err)
 		return err
 	}
-	p.version.Store(mc.Version)
 	p.mesh.Store(mc)
 	p.mu.Lock()
 	close(p.changed)

@@ -31,13 +31,23 @@ const (
 // dialTimeout bounds opening the upstream of one connection.
 const dialTimeout = 10 * time.Second
 
+// originalDst reads where a captured connection was going; on failure it
+// counts and resets the connection.
+func (pd *pod) originalDst(c *net.TCPConn, direction string) (netip.AddrPort, bool) {
+	dst, err := netns.OriginalDst(c)
+	if err != nil {
+		pd.p.metrics.refuse(direction, "no_original_destination")
+		reset(c)
+		return netip.AddrPort{}, false
+	}
+	return dst, true
+}
+
 // outbound carries one connection the pod opened.
 func (pd *pod) outbound(c *net.TCPConn) {
 	p := pd.p
-	dst, err := netns.OriginalDst(c)
-	if err != nil {
-		p.metrics.refuse("outbound", "no_original_destination")
-		reset(c)
+	dst, ok := pd.originalDst(c, "outbound")
+	if !ok {
 		return
 	}
 	mc, w, ok := pd.workload()
@@ -77,7 +87,7 @@ func (pd *pod) dialOutbound(ctx context.Context, mc *meshcfg.Config, w *meshcfg.
 		}
 		authority = ep.Addr
 	} else if pe, ok := mc.MeshedPod(dst.Addr()); ok {
-		ep = &meshcfg.Endpoint{Addr: dst, Pod: pe.Pod, Node: pe.Node, Identity: pe.Identity, Tunnel: true}
+		ep = pe // same pod IP; the authority keeps the original port
 	}
 	switch {
 	case ep != nil && ep.Tunnel:
@@ -133,10 +143,8 @@ func tunnelReason(err error) string {
 // inbound handles plaintext that arrived at the pod from outside the mesh.
 func (pd *pod) inbound(c *net.TCPConn) {
 	p := pd.p
-	dst, err := netns.OriginalDst(c)
-	if err != nil {
-		p.metrics.refuse("inbound", "no_original_destination")
-		reset(c)
+	dst, ok := pd.originalDst(c, "inbound")
+	if !ok {
 		return
 	}
 	_, w, ok := pd.workload()
