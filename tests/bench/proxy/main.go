@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/weftmesh/weft/tests/sandbox"
 )
 
 // config is what the flags say.
@@ -181,7 +183,7 @@ func run(ctx context.Context, c config) (err error) {
 	if c.BinDir == "" {
 		c.BinDir = filepath.Join(c.Out, "bin")
 		logf("building the binaries from %s into %s", root, c.BinDir)
-		if err := buildBinaries(ctx, root, c.BinDir); err != nil {
+		if err := sandbox.BuildBinaries(c.BinDir, sandbox.MeshBinaries...); err != nil {
 			return err
 		}
 	}

@@ -77,20 +77,6 @@ func toolCache() string {
 	return filepath.Join(home, ".cache", "weft", "tools")
 }
 
-// buildBinaries builds what the sandbox runs into dir.
-func buildBinaries(ctx context.Context, root, dir string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+"/",
-		"./control-plane/cmd/weft-control-plane", "./node-proxy/cmd/...", "./tests/apps/echo/cmd/weft-echo")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, out.Bytes())
-	}
-	return nil
-}
-
 // repoRoot finds the module root from the working directory.
 func repoRoot() (string, error) {
 	dir, err := os.Getwd()
