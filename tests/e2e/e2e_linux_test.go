@@ -428,7 +428,9 @@ spec:
 	if res, err := m.Get(ctx, "echo-n0-p0", "http://remote.demo/still-ok"); err != nil || res.Status != 200 {
 		t.Errorf("HTTP on port 8080 after a deny on %d: %+v, %v; want 200", sandbox.EchoTCPPort, res, err)
 	}
-	if _, err := io.WriteString(old, "old 2\n"); err == nil {
+	if _, err := io.WriteString(old, "old 2\n"); err != nil {
+		t.Errorf("the connection opened before the policy broke on write: %v", err)
+	} else {
 		_ = old.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := oldR.ReadString('\n'); err != nil {
 			t.Errorf("the connection opened before the policy broke: %v", err)
