@@ -228,22 +228,6 @@ func containsAll(s string, parts []string) bool {
 	return true
 }
 
-// waitBuild waits for the Builder to be called for node.
-func (e *env) waitBuild(node string) {
-	e.t.Helper()
-	timeout := time.After(testTimeout)
-	for {
-		select {
-		case n := <-e.model.built:
-			if n == node {
-				return
-			}
-		case <-timeout:
-			e.t.Fatalf("no build for %s", node)
-		}
-	}
-}
-
 // counter reads the value of one counter or gauge.
 func (e *env) counter(c prometheus.Metric) float64 {
 	e.t.Helper()

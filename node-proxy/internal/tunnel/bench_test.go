@@ -36,10 +36,6 @@ func sinkHandler(c *net.TCPConn) {
 	c.CloseWrite()
 }
 
-// baseline dials the same backend without a tunnel: over TCP, or over
-// TLS 1.3 to a TLS front of it.
-type baseline func(b *testing.B, e *env, backend netip.AddrPort) net.Conn
-
 func tcpBaseline(b *testing.B, _ *env, backend netip.AddrPort) net.Conn {
 	c, err := net.Dial("tcp", backend.String())
 	if err != nil {

@@ -399,15 +399,6 @@ func (c *conn) releaseLocked() (closeNow bool) {
 	return false
 }
 
-func (c *conn) release() {
-	c.mu.Lock()
-	closeNow := c.releaseLocked()
-	c.mu.Unlock()
-	if closeNow {
-		c.closeWithError(ErrClosed, 0, false)
-	}
-}
-
 // idleTick closes the connection when it has carried no stream for the
 // idle timeout.
 func (c *conn) idleTick() {
