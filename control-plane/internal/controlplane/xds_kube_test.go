@@ -165,7 +165,7 @@ func TestWeightChangeReachesDeltaClient(t *testing.T) {
 	}
 	cs, gw := c.Clientset(), gwclient.NewForConfigOrDie(c.Config)
 	ensureNamespace(t, ctx, cs, "weft-system")
-	route := meshFixture(t, ctx, cs, gw, "xds")
+	meshFixture(t, ctx, cs, gw, "xds")
 	cp := startControlPlane(t, ctx)
 
 	client := newXDSClient(t, ctx, cp.Addr().String(), "node-a", cp.Authority().CA())
