@@ -6,10 +6,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"runtime"
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weftmesh/weft/node-proxy/netns"
 )
 
 // capture records the frames crossing one interface of one network
@@ -33,46 +34,33 @@ type segment struct {
 
 // startCapture opens a capture on iface inside the namespace at netnsPath.
 func startCapture(netnsPath, iface string) (*capture, error) {
-	type result struct {
-		fd  int
-		err error
+	ns, err := netns.Open(netnsPath)
+	if err != nil {
+		return nil, err
 	}
-	ch := make(chan result, 1)
-	go func() {
-		// The thread enters the namespace and is never used again: the
-		// goroutine ends locked, so the runtime discards the thread.
-		runtime.LockOSThread()
-		fd, err := func() (int, error) {
-			ns, err := unix.Open(netnsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return -1, err
-			}
-			defer unix.Close(ns)
-			if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
-				return -1, fmt.Errorf("setns %s: %w", netnsPath, err)
-			}
-			ifi, err := net.InterfaceByName(iface)
-			if err != nil {
-				return -1, err
-			}
-			proto := htons(unix.ETH_P_ALL)
-			fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto))
-			if err != nil {
-				return -1, fmt.Errorf("packet socket: %w", err)
-			}
-			if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifi.Index}); err != nil {
-				unix.Close(fd)
-				return -1, fmt.Errorf("bind packet socket to %s: %w", iface, err)
-			}
-			return fd, nil
-		}()
-		ch <- result{fd, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		return nil, r.err
+	defer ns.Close()
+	fd := -1
+	proto := htons(unix.ETH_P_ALL)
+	err = netns.Do(ns, func() error {
+		ifi, err := net.InterfaceByName(iface)
+		if err != nil {
+			return err
+		}
+		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto)); err != nil {
+			return fmt.Errorf("packet socket: %w", err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifi.Index}); err != nil {
+			return fmt.Errorf("bind packet socket to %s: %w", iface, err)
+		}
+		return nil
+	})
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return nil, err
 	}
-	c := &capture{fd: r.fd, done: make(chan struct{})}
+	c := &capture{fd: fd, done: make(chan struct{})}
 	go c.read()
 	return c, nil
 }

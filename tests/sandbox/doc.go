@@ -99,7 +99,7 @@
 // connection from Go.
 //
 // [Listen] and [Dial] create TCP sockets inside a namespace, for tests.
-// They duplicate a little of node-proxy/internal/netns, which Go's internal
+// They duplicate a little of node-proxy/netns, which Go's internal
 // rule keeps this package from importing.
 //
 // Everything needs root on Linux.

@@ -10,6 +10,8 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weftmesh/weft/node-proxy/netns"
 )
 
 const threadNS = "/proc/thread-self/ns/net"
@@ -45,28 +47,15 @@ func onThread(fn func() (dirty bool, err error)) error {
 }
 
 // inNetNS runs fn with its thread in the network namespace at path, then
-// puts the thread back (or retires it if that fails).
+// puts the thread back (or retires it if that fails): netns.Do, the node
+// proxy's own mechanism.
 func inNetNS(path string, fn func() error) error {
-	return onThread(func() (bool, error) {
-		home, err := unix.Open(threadNS, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return false, fmt.Errorf("open own netns: %w", err)
-		}
-		defer unix.Close(home)
-		target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return false, fmt.Errorf("open netns %s: %w", path, err)
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			return false, fmt.Errorf("enter netns %s: %w", path, os.NewSyscallError("setns", err))
-		}
-		ferr := fn()
-		if err := unix.Setns(home, unix.CLONE_NEWNET); err != nil {
-			return true, errors.Join(ferr, fmt.Errorf("leave netns %s: %w", path, os.NewSyscallError("setns", err)))
-		}
-		return false, ferr
-	})
+	ns, err := netns.Open(path)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return netns.Do(ns, fn)
 }
 
 // createNetNS creates an empty network namespace and bind-mounts it at

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftmesh/weft/node-proxy/internal/enroll"
-	"github.com/weftmesh/weft/node-proxy/internal/netns/netnstest"
+	"github.com/weftmesh/weft/node-proxy/netns/netnstest"
 )
 
 // pluginBin is the weft-cni binary built for this test run.

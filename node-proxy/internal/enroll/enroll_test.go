@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftmesh/weft/node-proxy/internal/netns"
-	"github.com/weftmesh/weft/node-proxy/internal/netns/netnstest"
+	"github.com/weftmesh/weft/node-proxy/netns"
+	"github.com/weftmesh/weft/node-proxy/netns/netnstest"
 )
 
 // fakeHandler records calls. If release is set, Add signals entered and

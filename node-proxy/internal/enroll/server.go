@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftmesh/weft/node-proxy/internal/netns"
+	"github.com/weftmesh/weft/node-proxy/netns"
 )
 
 // Handler is the node proxy's side of enrollment. Its methods are called

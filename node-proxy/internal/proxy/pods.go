@@ -14,7 +14,7 @@ import (
 	"github.com/weftmesh/weft/certs/manager"
 	"github.com/weftmesh/weft/node-proxy/internal/enroll"
 	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
-	"github.com/weftmesh/weft/node-proxy/internal/netns"
+	"github.com/weftmesh/weft/node-proxy/netns"
 	"github.com/weftmesh/weft/node-proxy/internal/tunnel"
 )
 

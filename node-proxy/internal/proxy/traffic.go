@@ -13,7 +13,7 @@ import (
 
 	"github.com/weftmesh/weft/certs"
 	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
-	"github.com/weftmesh/weft/node-proxy/internal/netns"
+	"github.com/weftmesh/weft/node-proxy/netns"
 	"github.com/weftmesh/weft/node-proxy/internal/tunnel"
 
 	xdsv1 "github.com/weftmesh/weft/api/xds/v1"

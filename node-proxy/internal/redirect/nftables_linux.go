@@ -10,7 +10,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"github.com/weftmesh/weft/node-proxy/internal/netns"
+	"github.com/weftmesh/weft/node-proxy/netns"
 )
 
 // NFTables is the [Redirector] that programs nftables over netlink, without

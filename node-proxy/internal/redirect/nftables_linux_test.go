@@ -17,8 +17,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 
-	"github.com/weftmesh/weft/node-proxy/internal/netns"
-	"github.com/weftmesh/weft/node-proxy/internal/netns/netnstest"
+	"github.com/weftmesh/weft/node-proxy/netns"
+	"github.com/weftmesh/weft/node-proxy/netns/netnstest"
 	"github.com/weftmesh/weft/node-proxy/internal/redirect"
 )
 

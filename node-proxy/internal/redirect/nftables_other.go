@@ -5,7 +5,7 @@ package redirect
 import (
 	"errors"
 
-	"github.com/weftmesh/weft/node-proxy/internal/netns"
+	"github.com/weftmesh/weft/node-proxy/netns"
 )
 
 // NFTables needs Linux; elsewhere every call fails with errors.ErrUnsupported.

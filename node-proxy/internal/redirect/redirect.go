@@ -1,6 +1,6 @@
 package redirect
 
-import "github.com/weftmesh/weft/node-proxy/internal/netns"
+import "github.com/weftmesh/weft/node-proxy/netns"
 
 // Redirector installs and removes the capture rules of one pod.
 type Redirector interface {

@@ -5,7 +5,7 @@ package redirect_test
 import (
 	"testing"
 
-	"github.com/weftmesh/weft/node-proxy/internal/netns/netnstest"
+	"github.com/weftmesh/weft/node-proxy/netns/netnstest"
 )
 
 // TestNeedsLinux says loudly that the nftables tests did not run.

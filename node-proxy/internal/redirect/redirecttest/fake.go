@@ -5,7 +5,7 @@ package redirecttest
 import (
 	"sync"
 
-	"github.com/weftmesh/weft/node-proxy/internal/netns"
+	"github.com/weftmesh/weft/node-proxy/netns"
 	"github.com/weftmesh/weft/node-proxy/internal/redirect"
 )
 

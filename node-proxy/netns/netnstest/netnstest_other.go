@@ -5,7 +5,7 @@ package netnstest
 import (
 	"testing"
 
-	"github.com/weftmesh/weft/node-proxy/internal/netns"
+	"github.com/weftmesh/weft/node-proxy/netns"
 )
 
 // New skips tb: network namespaces need Linux.

@@ -5,7 +5,7 @@ package netns_test
 import (
 	"testing"
 
-	"github.com/weftmesh/weft/node-proxy/internal/netns/netnstest"
+	"github.com/weftmesh/weft/node-proxy/netns/netnstest"
 )
 
 // TestNeedsLinux says loudly that the namespace tests did not run.

@@ -21,7 +21,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/weftmesh/weft/node-proxy/internal/netns"
+	"github.com/weftmesh/weft/node-proxy/netns"
 )
 
 // RunDir is where named network namespaces are bind-mounted, as iproute2 does.

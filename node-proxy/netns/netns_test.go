@@ -18,8 +18,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftmesh/weft/node-proxy/internal/netns"
-	"github.com/weftmesh/weft/node-proxy/internal/netns/netnstest"
+	"github.com/weftmesh/weft/node-proxy/netns"
+	"github.com/weftmesh/weft/node-proxy/netns/netnstest"
 )
 
 // newNS creates a test namespace and checks, when the test ends, that no

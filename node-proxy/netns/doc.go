@@ -1,5 +1,6 @@
 // Package netns opens Linux network namespaces and creates sockets inside
-// them for the node proxy.
+// them for the node proxy. It is not internal so that the sandbox and the
+// end-to-end tests (tests/) use the same mechanism instead of a copy.
 //
 // The node proxy runs in the node's network namespace but listens and dials
 // inside each enrolled pod's namespace. A socket belongs to the namespace it
