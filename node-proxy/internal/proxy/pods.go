@@ -14,8 +14,8 @@ import (
 	"github.com/weftmesh/weft/certs/manager"
 	"github.com/weftmesh/weft/node-proxy/internal/enroll"
 	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
-	"github.com/weftmesh/weft/node-proxy/netns"
 	"github.com/weftmesh/weft/node-proxy/internal/tunnel"
+	"github.com/weftmesh/weft/node-proxy/netns"
 )
 
 // handler is the enrollment API's view of the proxy.

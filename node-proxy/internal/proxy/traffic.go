@@ -13,8 +13,8 @@ import (
 
 	"github.com/weftmesh/weft/certs"
 	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
-	"github.com/weftmesh/weft/node-proxy/netns"
 	"github.com/weftmesh/weft/node-proxy/internal/tunnel"
+	"github.com/weftmesh/weft/node-proxy/netns"
 
 	xdsv1 "github.com/weftmesh/weft/api/xds/v1"
 )

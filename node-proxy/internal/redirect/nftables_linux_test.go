@@ -17,9 +17,9 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 
+	"github.com/weftmesh/weft/node-proxy/internal/redirect"
 	"github.com/weftmesh/weft/node-proxy/netns"
 	"github.com/weftmesh/weft/node-proxy/netns/netnstest"
-	"github.com/weftmesh/weft/node-proxy/internal/redirect"
 )
 
 // The test topology: two namespaces made for the test, "node" and "pod",

@@ -5,8 +5,8 @@ package redirecttest
 import (
 	"sync"
 
-	"github.com/weftmesh/weft/node-proxy/netns"
 	"github.com/weftmesh/weft/node-proxy/internal/redirect"
+	"github.com/weftmesh/weft/node-proxy/netns"
 )
 
 // Op names a Redirector method.
