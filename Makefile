@@ -48,7 +48,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each
 	  done; done
 
 bench: ## Go benchmarks of the hot paths
-	$(GO) test -run '^$$' -bench . -benchmem ./certs/... ./control-plane/internal/translate/ ./node-proxy/internal/redirect/ ./node-proxy/internal/netns/ ./node-proxy/internal/tunnel/
+	$(GO) test -run '^$$' -bench . -benchmem ./certs/... ./control-plane/internal/translate/ ./node-proxy/internal/redirect/ ./node-proxy/netns/ ./node-proxy/internal/tunnel/ ./node-proxy/internal/meshcfg/ ./node-proxy/internal/l7/...
 
 bench-proxy: build ## Node proxy vs direct in the sandbox: rps, latency, new conns, bulk, CPU (root; ARGS="-backend nginx")
 	$(GO) run ./tests/bench/proxy -bin $(BIN) $(ARGS)
