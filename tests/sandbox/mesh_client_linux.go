@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 
 	"github.com/weftmesh/weft/tests/apps/echo"
 )
@@ -58,6 +59,55 @@ func (m *Mesh) Do(ctx context.Context, pod string, req echo.Request) (*echo.Resu
 	var res echo.Result
 	if err := json.Unmarshal(out, &res); err != nil {
 		return nil, fmt.Errorf("weft-echo get in %s: %w: %q", pod, err, out)
+	}
+	return &res, nil
+}
+
+// Load runs `weft-echo load` in pod (see [echo.Load]): many requests, or
+// gRPC Echo calls, tallied by status, gRPC code and serving pod. ctx
+// should outlast the run (s.Duration, or s.Requests at s.Rate, plus
+// s.Timeout).
+func (m *Mesh) Load(ctx context.Context, pod string, s echo.LoadSpec) (*echo.LoadResult, error) {
+	argv := []string{m.bin("weft-echo"), "load"}
+	if s.Requests > 0 {
+		argv = append(argv, "-n", strconv.Itoa(s.Requests))
+	}
+	if s.Concurrency > 0 {
+		argv = append(argv, "-c", strconv.Itoa(s.Concurrency))
+	}
+	if s.Rate > 0 {
+		argv = append(argv, "-rate", strconv.FormatFloat(s.Rate, 'g', -1, 64))
+	}
+	if s.Duration > 0 {
+		argv = append(argv, "-duration", s.Duration.String())
+	}
+	if s.Timeout > 0 {
+		argv = append(argv, "-timeout", s.Timeout.String())
+	}
+	if s.Method != "" {
+		argv = append(argv, "-X", s.Method)
+	}
+	for _, k := range sortedKeys(s.Header) {
+		for _, v := range s.Header[k] {
+			argv = append(argv, "-H", k+": "+v)
+		}
+	}
+	if s.H2C {
+		argv = append(argv, "--h2c")
+	}
+	if s.GRPC {
+		argv = append(argv, "--grpc")
+	}
+	if s.NoKeepAlive {
+		argv = append(argv, "--no-keepalive")
+	}
+	out, err := m.Exec(ctx, pod, append(argv, s.URL)...)
+	if err != nil {
+		return nil, err
+	}
+	var res echo.LoadResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		return nil, fmt.Errorf("weft-echo load in %s: %w: %q", pod, err, out)
 	}
 	return &res, nil
 }

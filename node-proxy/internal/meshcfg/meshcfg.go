@@ -77,6 +77,9 @@ type ServicePort struct {
 	Protocol xdsv1.Protocol
 	Listener string
 	Cluster  string
+	// Routes is the port's compiled RouteConfiguration (named Listener);
+	// nil until it arrives.
+	Routes *Routes
 }
 
 // Cluster is an upstream: a Service port's endpoints.
@@ -86,6 +89,9 @@ type Cluster struct {
 	Endpoints []*Endpoint
 	// Invalid says why a route's backend does not exist; empty when valid.
 	Invalid string
+	// Policy holds the load-balancing, outlier-detection, retry-budget
+	// and limit settings.
+	Policy ClusterPolicy
 
 	next atomic.Uint64 // round-robin position
 }
@@ -192,6 +198,10 @@ func Build(res Resources, version uint64) (*Config, error) {
 		local:     map[netip.Addr]*Workload{},
 		raw:       res,
 	}}
+	b.routes = map[string]*Routes{}
+	for _, name := range sortedNames(res[RouteType]) {
+		b.routeConfig(name, res[RouteType][name])
+	}
 	for _, name := range sortedNames(res[TrustBundleType]) {
 		b.trustBundle(name, res[TrustBundleType][name])
 	}
@@ -214,8 +224,9 @@ func Build(res Resources, version uint64) (*Config, error) {
 }
 
 type builder struct {
-	c    *Config
-	errs []error
+	c      *Config
+	errs   []error
+	routes map[string]*Routes // by RouteConfiguration name
 }
 
 func (b *builder) fail(kind, name, format string, args ...any) {
@@ -294,6 +305,7 @@ func (b *builder) service(name string, a *anypb.Any) {
 			Protocol: p.GetProtocol(),
 			Listener: p.GetListener(),
 			Cluster:  p.GetCluster(),
+			Routes:   b.routes[p.GetListener()],
 		}
 		for _, ip := range addrs {
 			b.c.services[netip.AddrPortFrom(ip, uint16(p.GetPort()))] = sp
@@ -307,13 +319,19 @@ func (b *builder) cluster(name string, a *anypb.Any) {
 		return
 	}
 	cl := &Cluster{Name: c.GetName()}
+	var cm xdsv1.ClusterMetadata
 	if m, ok := c.GetMetadata().GetTypedFilterMetadata()[metadataKey]; ok {
-		var cm xdsv1.ClusterMetadata
 		if !b.unmarshal("cluster", name, m, &cm) {
 			return
 		}
 		cl.Service, cl.Invalid = cm.GetService(), cm.GetInvalidBackend()
 	}
+	pol, err := clusterPolicy(&c, &cm)
+	if err != nil {
+		b.fail("cluster", name, "%v", err)
+		return
+	}
+	cl.Policy = pol
 	b.c.clusters[cl.Name] = cl
 }
 
@@ -326,7 +344,7 @@ func (b *builder) assignment(name string, a *anypb.Any) {
 	if !ok {
 		// The Cluster has not arrived yet (or is gone): nothing refers to
 		// these endpoints. Keep them for the pod-IP lookups.
-		cl = &Cluster{Name: cla.GetClusterName()}
+		cl = &Cluster{Name: cla.GetClusterName(), Policy: ClusterPolicy{Budget: DefaultBudget, IdleTimeout: DefaultIdleTimeout}}
 		b.c.clusters[cl.Name] = cl
 	}
 	for _, loc := range cla.GetEndpoints() {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -42,17 +44,75 @@ var errMalformedHTTP = errors.New("malformed HTTP/1.1 request")
 // request, the bytes are still scanned for the header's name, and the
 // connection is cut if it appears.
 //
+// Per-request authorization: when authorize is set, each request head is
+// passed to it (method and path, see requestPath) before anything of the
+// request is forwarded. The first request it refuses is not forwarded, nor
+// is anything after it on the connection: Write half-closes the
+// application's side, so the application finishes the responses to the
+// earlier (pipelined) requests and closes, and from then on Write discards
+// what the caller sends. Read returns the application's bytes up to its
+// close, then a complete 403 response with Connection: close, then
+// io.EOF: the caller gets its responses in order. An application that does
+// not close within denyDrainTimeout of the half-close (one that ignores
+// EOF) is given up on by a read deadline; a response to an earlier request
+// that it had not finished by then is cut short before the 403. After an
+// upgrade (stRaw) there are no more request heads, so only the upgrading
+// request is authorized.
+//
+// Write (with CloseWrite) and Read run on different goroutines, the
+// tunnel's two directions. The parsing state belongs to Write; the 403's
+// progress to Read; the denial, which both see, is an atomic pointer that
+// Read only loads once the application's side has failed or ended, so the
+// path of allowed requests takes no lock.
+//
 // identityConn deliberately has no ReadFrom: the tunnel must call Write.
 type identityConn struct {
 	c      *net.TCPConn
 	header []byte // "X-Weft-Peer-Identity: <id>\r\n"
+
+	// authorize decides a request by method and path; nil allows all.
+	authorize func(method, path string) error
+	// onRequest, if set (before the first Write), is called on Write's
+	// goroutine once per request head, after authorization, with the
+	// request's method and whether it was refused. The method is the
+	// caller's token as sent (the common ones are interned): bucket it
+	// before using it as a metric label.
+	onRequest func(method string, denied bool)
+	// drainTimeout is how long the application has to close after a
+	// denial's half-close (denyDrainTimeout; tests shorten it).
+	drainTimeout time.Duration
 
 	state     int
 	remaining int64  // body bytes left (stBody, stChunkData)
 	pending   []byte // a head or line split across writes
 	tail      []byte // stRaw: the last bytes seen, for the name scan
 	out       []byte // scratch for the rewritten head
+
+	denial atomic.Pointer[denial] // set once, by Write, on the first refusal
+
+	// Read's own: whether the application's side has ended after a denial,
+	// and how much of the 403 has been returned.
+	appDone bool
+	sent    int
 }
+
+// denial is a refused request: why, and whether it was a HEAD (whose 403
+// carries no body).
+type denial struct {
+	err  error
+	head bool
+}
+
+// denyDrainTimeout is how long, after a denial, the application may take
+// to finish earlier responses and close before Read gives up on it.
+const denyDrainTimeout = 5 * time.Second
+
+// forbidden is the response to a refused request; forbiddenBody is the
+// length of its body, which a HEAD's response leaves out.
+const (
+	forbidden     = "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 20\r\nConnection: close\r\n\r\nRBAC: access denied\n"
+	forbiddenBody = len("RBAC: access denied\n")
+)
 
 const (
 	stHead = iota
@@ -62,29 +122,102 @@ const (
 	stChunkCRLF
 	stTrailer
 	stRaw
+	stDenied // after a refused request: everything is discarded
 )
 
-func newIdentityConn(c *net.TCPConn, peer spiffeid.ID) *identityConn {
-	return &identityConn{c: c, header: []byte(PeerIdentityHeader + ": " + peer.String() + "\r\n")}
+// newIdentityConn wraps c, the connection to a pod's HTTP/1.1 port, for a
+// caller proven to be peer. authorize, if not nil, decides each request
+// (see identityConn); nil allows every request.
+func newIdentityConn(c *net.TCPConn, peer spiffeid.ID, authorize func(method, path string) error) *identityConn {
+	return &identityConn{
+		c:            c,
+		header:       []byte(PeerIdentityHeader + ": " + peer.String() + "\r\n"),
+		authorize:    authorize,
+		drainTimeout: denyDrainTimeout,
+	}
 }
 
-func (ic *identityConn) Read(p []byte) (int, error)         { return ic.c.Read(p) }
+// Denied returns the error authorize returned for the first refused
+// request, nil if no request was refused (so far).
+func (ic *identityConn) Denied() error {
+	if d := ic.denial.Load(); d != nil {
+		return d.err
+	}
+	return nil
+}
+
+// Read returns the application's bytes; after a denial, once the
+// application has closed (or been given up on), the 403 and then io.EOF.
+func (ic *identityConn) Read(p []byte) (int, error) {
+	if !ic.appDone {
+		n, err := ic.c.Read(p)
+		if err == nil {
+			return n, nil
+		}
+		d := ic.denial.Load()
+		if d == nil {
+			return n, err
+		}
+		// The application closed after our half-close, the drain deadline
+		// passed, or its socket failed: what it sent is all there will be.
+		ic.appDone = true
+		if n > 0 {
+			return n, nil
+		}
+	}
+	resp := forbidden
+	if ic.denial.Load().head {
+		resp = forbidden[:len(forbidden)-forbiddenBody]
+	}
+	if ic.sent >= len(resp) {
+		return 0, io.EOF
+	}
+	n := copy(p, resp[ic.sent:])
+	ic.sent += n
+	return n, nil
+}
+
+// CloseWrite half-closes the application's side; after a denial it
+// already is, and CloseWrite does nothing (a second shutdown could fail
+// once the application has closed, and the tunnel would then reset the
+// stream before the 403 is read).
+func (ic *identityConn) CloseWrite() error {
+	if ic.denial.Load() != nil {
+		return nil
+	}
+	return ic.c.CloseWrite()
+}
+
 func (ic *identityConn) Close() error                       { return ic.c.Close() }
-func (ic *identityConn) CloseWrite() error                  { return ic.c.CloseWrite() }
 func (ic *identityConn) LocalAddr() net.Addr                { return ic.c.LocalAddr() }
 func (ic *identityConn) RemoteAddr() net.Addr               { return ic.c.RemoteAddr() }
 func (ic *identityConn) SetDeadline(t time.Time) error      { return ic.c.SetDeadline(t) }
 func (ic *identityConn) SetReadDeadline(t time.Time) error  { return ic.c.SetReadDeadline(t) }
 func (ic *identityConn) SetWriteDeadline(t time.Time) error { return ic.c.SetWriteDeadline(t) }
 
+// deny records a refused request, stops forwarding and half-closes the
+// application's side, with a deadline for it to finish.
+func (ic *identityConn) deny(err error, head bool) {
+	ic.state = stDenied
+	ic.pending = ic.pending[:0]
+	// Stored before the half-close: the application's close, which Read
+	// then sees, follows it.
+	ic.denial.Store(&denial{err: err, head: head})
+	_ = ic.c.CloseWrite()
+	_ = ic.c.SetReadDeadline(time.Now().Add(ic.drainTimeout))
+}
+
 // Write consumes all of p or fails; a failure means the caller sent
 // something that is not HTTP/1.1 (or the application's socket failed), and
-// the tunnel then resets both sides.
+// the tunnel then resets both sides. A refused request is not a failure:
+// from it on, Write discards everything (and succeeds).
 func (ic *identityConn) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		var err error
 		switch ic.state {
+		case stDenied:
+			return n, nil
 		case stHead:
 			p, err = ic.head(p)
 		case stBody, stChunkData:
@@ -171,6 +304,9 @@ func (ic *identityConn) head(p []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if next == stDenied {
+		return nil, nil // the rest is discarded
+	}
 	if _, err := ic.c.Write(out); err != nil {
 		return nil, err
 	}
@@ -179,7 +315,8 @@ func (ic *identityConn) head(p []byte) ([]byte, error) {
 }
 
 // rewrite parses a request head (ending in CRLFCRLF) and returns it with
-// the identity header replaced, and the state that follows it.
+// the identity header replaced, and the state that follows it: stDenied,
+// with no head, when authorize refuses the request.
 func (ic *identityConn) rewrite(head []byte) ([]byte, int, error) {
 	lines := head[:len(head)-4] // without the final CRLFCRLF
 	nl := bytes.Index(lines, []byte("\r\n"))
@@ -188,8 +325,8 @@ func (ic *identityConn) rewrite(head []byte) ([]byte, int, error) {
 		reqLine = lines[:nl]
 	}
 	method, rest, ok1 := bytes.Cut(reqLine, []byte(" "))
-	_, version, ok2 := bytes.Cut(rest, []byte(" "))
-	if !ok1 || !ok2 || len(method) == 0 || !bytes.HasPrefix(version, []byte("HTTP/1.")) {
+	target, version, ok2 := bytes.Cut(rest, []byte(" "))
+	if !ok1 || !ok2 || len(method) == 0 || !bytes.HasPrefix(version, []byte("HTTP/1.")) || bytes.ContainsAny(reqLine, "\r\n") {
 		return nil, 0, fmt.Errorf("%w: request line %q", errMalformedHTTP, truncate(reqLine))
 	}
 	out := append(ic.out[:0], reqLine...)
@@ -205,6 +342,11 @@ func (ic *identityConn) rewrite(head []byte) ([]byte, int, error) {
 		}
 		if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
 			return nil, 0, fmt.Errorf("%w: folded header line", errMalformedHTTP)
+		}
+		if bytes.ContainsAny(line, "\r\n") {
+			// A bare LF ends a line for many servers (Go's among them):
+			// the application would see a header this parser did not.
+			return nil, 0, fmt.Errorf("%w: bare CR or LF in the head", errMalformedHTTP)
 		}
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t") {
@@ -236,6 +378,20 @@ func (ic *identityConn) rewrite(head []byte) ([]byte, int, error) {
 		// Both framings: the request smuggling shape. Refuse.
 		return nil, 0, fmt.Errorf("%w: both Content-Length and Transfer-Encoding", errMalformedHTTP)
 	}
+	if ic.authorize != nil || ic.onRequest != nil {
+		m := methodString(method)
+		var err error
+		if ic.authorize != nil {
+			err = ic.authorize(m, string(requestPath(m, target)))
+		}
+		if ic.onRequest != nil {
+			ic.onRequest(m, err != nil)
+		}
+		if err != nil {
+			ic.deny(err, m == "HEAD")
+			return nil, stDenied, nil
+		}
+	}
 	out = append(out, ic.header...)
 	out = append(out, '\r', '\n')
 	ic.out = out
@@ -250,6 +406,75 @@ func (ic *identityConn) rewrite(head []byte) ([]byte, int, error) {
 	default:
 		return out, stHead, nil
 	}
+}
+
+// methodString returns method as a string, without allocating for the
+// common methods.
+func methodString(method []byte) string {
+	switch string(method) {
+	case "GET":
+		return "GET"
+	case "HEAD":
+		return "HEAD"
+	case "POST":
+		return "POST"
+	case "PUT":
+		return "PUT"
+	case "DELETE":
+		return "DELETE"
+	case "PATCH":
+		return "PATCH"
+	case "OPTIONS":
+		return "OPTIONS"
+	case "CONNECT":
+		return "CONNECT"
+	case "TRACE":
+		return "TRACE"
+	}
+	return string(method)
+}
+
+// requestPath returns the path authorization sees in a request-target,
+// as an application's HTTP server would take it, without the query: for
+// the origin form ("/a/b?q") the path; for the absolute form
+// ("http://h:80/a/b?q", "http:/a/b") what follows the scheme and the
+// authority, "/" when that is empty; "*" as is. A CONNECT's authority form
+// is given as is. The path is not normalized: dot segments, percent
+// encodings and repeated slashes are left as the caller sent them.
+func requestPath(method string, target []byte) []byte {
+	if method != "CONNECT" && len(target) > 0 && target[0] != '/' && !(len(target) == 1 && target[0] == '*') {
+		if scheme, rest, ok := bytes.Cut(target, []byte(":")); ok && isScheme(scheme) {
+			if authority, ok := bytes.CutPrefix(rest, []byte("//")); ok {
+				j := bytes.IndexAny(authority, "/?")
+				if j < 0 {
+					j = len(authority)
+				}
+				rest = authority[j:]
+			}
+			target = rest
+			if len(target) == 0 || target[0] == '?' {
+				return []byte("/")
+			}
+		}
+	}
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	return target
+}
+
+// isScheme reports whether s is a URI scheme: a letter, then letters,
+// digits, "+", "-" or ".".
+func isScheme(s []byte) bool {
+	for i, c := range s {
+		switch {
+		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return len(s) > 0
 }
 
 // chunkLine handles a chunk-size line, the CRLF after a chunk's data, and

@@ -19,6 +19,14 @@ type metrics struct {
 	// denials counts connections refused by authorization, by reason
 	// (policy, plaintext, unknown_workload).
 	denials *prometheus.CounterVec
+	// requests counts HTTP requests by direction, status code and, for
+	// answers the proxy made itself, the reason.
+	requests *prometheus.CounterVec
+	// retries counts retry decisions: retried, or budget_exhausted when
+	// the retry budget refused one.
+	retries *prometheus.CounterVec
+	// faults counts injected faults by kind (delay, abort).
+	faults *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {
@@ -36,6 +44,18 @@ func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {
 			Help: "Connections refused by authorization, by reason.",
 		}, []string{"reason"}),
 	}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_proxy_requests_total",
+		Help: "HTTP requests handled, by direction, response code and, for local replies, the reason.",
+	}, []string{"direction", "code", "reason"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_proxy_retries_total",
+		Help: "Retry decisions: retried, or budget_exhausted when the retry budget refused a retry.",
+	}, []string{"result"})
+	m.faults = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_proxy_faults_injected_total",
+		Help: "Faults injected by TrafficPolicy, by kind (delay, abort).",
+	}, []string{"kind"})
 	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "weft_proxy_ready",
 		Help: "1 when the node proxy has its node certificate, its configuration and every pod's certificate.",
@@ -53,7 +73,7 @@ func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {
 		defer p.mu.Unlock()
 		return float64(len(p.pods))
 	})
-	for _, c := range []prometheus.Collector{m.connections, m.bytes, m.denials, ready, pods, newCertCollector(p)} {
+	for _, c := range []prometheus.Collector{m.connections, m.bytes, m.denials, m.requests, m.retries, m.faults, ready, pods, newCertCollector(p)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

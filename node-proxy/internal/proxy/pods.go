@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"golang.org/x/net/http2"
+
 	"context"
 	"errors"
 	"fmt"
@@ -144,11 +146,13 @@ type pod struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	enrolled  time.Time
+	pool      upPool // idle upstream HTTP/1.1 connections
 
-	mu       sync.Mutex    // guards the fields below
-	certCh   chan struct{} // closed once the first certificate is held
-	fetching bool          // a certificate fetch loop runs
-	certErr  error         // the last fetch error
+	mu       sync.Mutex       // guards the fields below
+	certCh   chan struct{}    // closed once the first certificate is held
+	fetching bool             // a certificate fetch loop runs
+	certErr  error            // the last fetch error
+	h2       *http2.Transport // upstream HTTP/2, made on first use
 }
 
 // adopt opens the pod's listeners, then installs its capture rules, and
@@ -201,7 +205,7 @@ func (p *Proxy) adopt(ctx context.Context, ep enroll.Pod) error {
 				return nil, err
 			}
 			if _, w, ok := pd.workload(); ok && w.HTTPPort(dst.Port()) {
-				return newIdentityConn(c.(*net.TCPConn), peer.ID), nil
+				return newIdentityConn(c.(*net.TCPConn), peer.ID, pd.authorizeRequest(peer.ID, uint32(dst.Port()))), nil
 			}
 			return c, nil
 		},
@@ -277,6 +281,12 @@ func (pd *pod) stop() {
 	}
 	_ = pd.server.Close()
 	_ = pd.client.Close()
+	pd.pool.closeAll()
+	pd.mu.Lock()
+	if pd.h2 != nil {
+		pd.h2.CloseIdleConnections()
+	}
+	pd.mu.Unlock()
 	pd.wg.Wait()
 	pd.ns.Close()
 }

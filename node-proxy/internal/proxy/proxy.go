@@ -48,6 +48,9 @@ type Proxy struct {
 	store   enroll.Store
 
 	mesh atomic.Pointer[meshcfg.Config]
+	// clusters is the L7 state of upstream clusters (load balancers,
+	// outlier detectors, retry budgets), shared by the node's pods.
+	clusters clusters
 
 	mu      sync.Mutex      // guards the fields below
 	changed chan struct{}   // closed and replaced when mesh changes

@@ -9,9 +9,11 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/weftmesh/weft/certs"
+	"github.com/weftmesh/weft/node-proxy/internal/l7/sniff"
 	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
 	"github.com/weftmesh/weft/node-proxy/internal/tunnel"
 	"github.com/weftmesh/weft/node-proxy/netns"
@@ -26,6 +28,7 @@ const (
 	resultPassthrough = "passthrough" // plain TCP to a destination outside the mesh
 	resultRefused     = "refused"     // closed; the reason label says why
 	resultPlaintext   = "plaintext"   // inbound plaintext accepted (PERMISSIVE)
+	resultHTTP        = "http"        // handled at L7 (HTTP/1.1 or HTTP/2)
 )
 
 // dialTimeout bounds opening the upstream of one connection.
@@ -57,6 +60,19 @@ func (pd *pod) outbound(c *net.TCPConn) {
 		reset(c)
 		return
 	}
+	var in net.Conn = c
+	if sp, ok := mc.Service(dst); ok {
+		switch l7, conn := pd.detect(c, sp); l7 {
+		case sniff.HTTP1:
+			pd.serveHTTP1(conn, dst)
+			return
+		case sniff.HTTP2:
+			pd.serveHTTP2(conn, dst)
+			return
+		default:
+			in = conn
+		}
+	}
 	ctx, cancel := context.WithTimeout(pd.ctx, dialTimeout)
 	up, result, reason, err := pd.dialOutbound(ctx, mc, w, dst)
 	cancel()
@@ -68,7 +84,7 @@ func (pd *pod) outbound(c *net.TCPConn) {
 	}
 	p.metrics.connections.WithLabelValues("outbound", result, "").Inc()
 	defer context.AfterFunc(pd.ctx, func() { reset(c); up.Close() })()
-	up2, down := pipe(c, up)
+	up2, down := pipe(in, up)
 	p.metrics.addBytes("outbound", up2, down)
 }
 
@@ -204,11 +220,40 @@ func (pd *pod) authorizeTunnel(_ context.Context, peer tunnel.Peer, dst netip.Ad
 		pd.p.metrics.denials.WithLabelValues("not_a_workload").Inc()
 		return fmt.Errorf("%w: %s is not a workload identity of %s", tunnel.ErrDenied, peer.ID, pd.p.cfg.TrustDomain)
 	}
+	if w.HTTPPort(dst.Port()) {
+		// Authorized per request, with the method and path
+		// (authorizeRequest), so that rules naming them apply.
+		return nil
+	}
 	if err := w.Authorize(meshcfg.Request{Peer: peer.ID, Port: uint32(dst.Port())}); err != nil {
 		pd.p.metrics.denials.WithLabelValues("policy").Inc()
 		return fmt.Errorf("%w: %v", tunnel.ErrDenied, err)
 	}
 	return nil
+}
+
+// authorizeRequest returns the per-request check of HTTP/1.1 requests
+// from peer to the pod's port: the pod's AuthorizationPolicies of the
+// current configuration, with the request's method and path.
+func (pd *pod) authorizeRequest(peer spiffeid.ID, port uint32) func(method, path string) error {
+	return func(method, path string) error {
+		mc := pd.p.mesh.Load()
+		var w *meshcfg.Workload
+		ok := false
+		if mc != nil {
+			w, ok = mc.Workload(pd.key)
+		}
+		if !ok || w.GetUid() != pd.ref.UID {
+			pd.p.metrics.denials.WithLabelValues("unknown_workload").Inc()
+			return fmt.Errorf("pod %s is not described by the configuration", pd.key)
+		}
+		if err := w.Authorize(meshcfg.Request{Peer: peer, Port: port, HTTP: true, Method: method, Path: path}); err != nil {
+			pd.p.metrics.denials.WithLabelValues("policy").Inc()
+			pd.p.metrics.requests.WithLabelValues("inbound", "403", replyDenied).Inc()
+			return err
+		}
+		return nil
+	}
 }
 
 // streamEnded records an inbound tunnel stream.
@@ -227,7 +272,7 @@ func (pd *pod) streamEnded(e tunnel.StreamEnd) {
 // pipe copies between a and b until both directions end, half-closing
 // each side when the other's direction ends, then closes both. It returns
 // the bytes copied from a to b and from b to a.
-func pipe(a *net.TCPConn, b net.Conn) (aToB, bToA int64) {
+func pipe(a, b net.Conn) (aToB, bToA int64) {
 	if s, ok := b.(*tunnel.Stream); ok {
 		fromStream, toStream, _ := tunnel.Splice(s, a)
 		return toStream, fromStream
@@ -236,19 +281,19 @@ func pipe(a *net.TCPConn, b net.Conn) (aToB, bToA int64) {
 	go func() {
 		n, err := io.Copy(a, b)
 		if err != nil {
-			reset(a)
+			closeConn(a)
 			closeConn(b)
 		} else {
-			_ = a.CloseWrite()
+			closeWrite(a)
 		}
 		done <- n
 	}()
 	n, err := io.Copy(b, a)
 	if err != nil {
 		closeConn(b)
-		reset(a)
-	} else if cw, ok := b.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
+		closeConn(a)
+	} else {
+		closeWrite(b)
 	}
 	bToA = <-done
 	a.Close()
@@ -256,7 +301,30 @@ func pipe(a *net.TCPConn, b net.Conn) (aToB, bToA int64) {
 	return n, bToA
 }
 
+// detect says how to carry a connection to Service port sp: by its
+// declared protocol, or, when none is declared, by its first bytes (at
+// most sniff.DefaultTimeout: a server-first protocol waits that long,
+// then is carried as TCP). The returned Conn replays what was read.
+func (pd *pod) detect(c *net.TCPConn, sp *meshcfg.ServicePort) (sniff.Protocol, net.Conn) {
+	switch sp.Protocol {
+	case xdsv1.Protocol_PROTOCOL_HTTP:
+		return sniff.HTTP1, c
+	case xdsv1.Protocol_PROTOCOL_HTTP2, xdsv1.Protocol_PROTOCOL_GRPC:
+		return sniff.HTTP2, c
+	case xdsv1.Protocol_PROTOCOL_TCP:
+		return sniff.Unknown, c
+	}
+	proto, sc, err := sniff.Sniff(c, sniff.DefaultTimeout, 0)
+	if err != nil {
+		return sniff.Unknown, c
+	}
+	return proto, sc
+}
+
 func closeConn(c net.Conn) {
+	if sc, ok := c.(*sniff.Conn); ok {
+		c = sc.NetConn()
+	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		reset(tc)
 		return

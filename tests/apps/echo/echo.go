@@ -7,6 +7,7 @@
 // parameters or headers (the query wins):
 //
 //	delay=200ms        x-echo-delay         wait before answering
+//	delay_percent=50   x-echo-delay-percent only wait this share of the time
 //	status=503         x-echo-status        answer with this status
 //	fail_percent=50    x-echo-fail-percent  answer 503 (or status) this share of the time
 //	size=1048576       x-echo-size          append this many bytes of body (bulk tests)
@@ -168,6 +169,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			http.Error(w, "bad delay: "+err.Error(), http.StatusBadRequest)
 			return
+		}
+		if v := control(r, "delay_percent", "x-echo-delay-percent"); v != "" {
+			p, err := strconv.Atoi(v)
+			if err != nil || p < 0 || p > 100 {
+				http.Error(w, "bad delay_percent "+v, http.StatusBadRequest)
+				return
+			}
+			if rand.IntN(100) >= p {
+				dur = 0
+			}
 		}
 		select {
 		case <-time.After(dur):

@@ -17,10 +17,13 @@
 //	meshed L4     mesh-n0 -> Service web VIP, port tcp-web 8080 -> mesh-n1:8080;
 //	              no appProtocol, so the server's node proxy splices the
 //	              bytes (the main row)
-//	meshed HTTP   mesh-n0 -> Service web-http VIP, port http 8081 (appProtocol
+//	meshed L7     mesh-n0 -> Service web-http VIP, port http 8081 (appProtocol
 //	              http) -> a second weft-echo in mesh-n1 on :8081; the
-//	              server's node proxy parses the requests in place,
-//	              which adds X-Weft-Peer-Identity (-http=false drops it)
+//	              client's node proxy handles each request at L7 (route
+//	              match, endpoint pick, retry budget, kept-alive upstream
+//	              streams) and the server's parses it in place, adding
+//	              X-Weft-Peer-Identity and checking L7 authorization
+//	              (-http=false drops the row)
 //	Go TLS relays plain-n0 -> a relay in node 0 -> mutual TLS, one
 //	              connection per app connection -> a relay in node 1 ->
 //	              plain-n1: the reference, PERFORMANCE.md's "stdlib Go TLS

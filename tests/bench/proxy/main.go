@@ -34,7 +34,7 @@ type config struct {
 	BulkSize int
 	// BulkConns is how many connections read bulk responses at once.
 	BulkConns int
-	// HTTPRow adds the meshed HTTP (identity header) path.
+	// HTTPRow adds the meshed L7 path (client-side L7, server-side identity header).
 	HTTPRow bool
 	// RelayRow adds the reference path through two Go TLS relays.
 	RelayRow bool
@@ -126,7 +126,7 @@ func main() {
 	flag.IntVar(&c.LatencyConns, "latency-c", 16, "fortio connections")
 	flag.IntVar(&c.BulkSize, "bulk-size", 16<<20, "bytes of body per bulk response")
 	flag.IntVar(&c.BulkConns, "bulk-c", 1, "connections reading bulk responses at once")
-	flag.BoolVar(&c.HTTPRow, "http", true, "also measure the meshed HTTP path (the server node proxy parses requests to add the identity header)")
+	flag.BoolVar(&c.HTTPRow, "http", true, "also measure the meshed L7 path (the client node proxy handles each request at L7; the server node proxy adds the identity header)")
 	flag.BoolVar(&c.RelayRow, "relay", true, "also measure a reference path through two stdlib Go TLS relays (one mTLS connection per app connection), the peers' design")
 	flag.StringVar(&c.Backend, "backend", backendEcho, "server in the server pods: echo (weft-echo, which the sandbox runs) or nginx (Debian's, like the peers' measurements in PERFORMANCE.md)")
 	flag.Float64Var(&c.MaxNoise, "max-noise", 0.10, "repeat a run when processes outside the benchmark used more than this share of the machine's CPU during it")

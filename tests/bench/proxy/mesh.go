@@ -137,7 +137,7 @@ func setUp(ctx context.Context, c config, t tools) (b *bench, err error) {
 		if err := b.startHTTPRowEcho(ctx); err != nil {
 			return b, err
 		}
-		b.paths = append(b.paths, path{Name: "meshed HTTP", Client: "mesh-n0", Server: "mesh-n1", Meshed: true,
+		b.paths = append(b.paths, path{Name: "meshed L7", Client: "mesh-n0", Server: "mesh-n1", Meshed: true,
 			echoURL: url(l7, httpRowPort), wantPeer: pod("mesh-n1").IP, wantIdentity: true})
 	}
 	for i := range b.paths {
@@ -149,7 +149,7 @@ func setUp(ctx context.Context, c config, t tools) (b *bench, err error) {
 			return b, err
 		}
 		ports := map[string]netip.AddrPort{"direct": netip.AddrPortFrom(direct, nginxPort),
-			"meshed L4": netip.AddrPortFrom(l4, nginxPort), "meshed HTTP": netip.AddrPortFrom(l7, nginxHTTPPort)}
+			"meshed L4": netip.AddrPortFrom(l4, nginxPort), "meshed L7": netip.AddrPortFrom(l7, nginxHTTPPort)}
 		for i := range b.paths {
 			p := &b.paths[i]
 			p.URL = "http://" + ports[p.Name].String() + "/"

@@ -435,3 +435,30 @@ func onlyFields(m proto.Message, allowed ...string) error {
 	}
 	return nil
 }
+
+// Routes returns every route of the table, in configured order.
+func (t *Table) Routes() []*Route {
+	var out []*Route
+	for i := range t.vhosts {
+		for j := range t.vhosts[i].routes {
+			out = append(out, t.vhosts[i].routes[j].route)
+		}
+	}
+	return out
+}
+
+// NeedsHeaders reports whether some route matches on a header other than
+// the pseudo-headers, so Request.Header must be filled for Match; when
+// false the caller may leave it nil and save building it.
+func (t *Table) NeedsHeaders() bool {
+	for i := range t.vhosts {
+		for j := range t.vhosts[i].routes {
+			for _, h := range t.vhosts[i].routes[j].headers {
+				if h.pseudo == pseudoNone {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}

@@ -10,11 +10,20 @@
 // prints the answer as one JSON object (status, proto, headers, and the
 // echo server's reply or the body) and exits 0 whatever the status; it
 // exits 1 when no HTTP response arrived.
+//
+//	weft-echo load [-n 100] [-c 4] [-rate 0] [-duration 0] [-timeout 10s] [-X METHOD]
+//	               [-H 'Name: value']... [--h2c] [--grpc] [--no-keepalive] URL
+//
+// sends many requests (or gRPC Echo calls to URL's host:port) and prints
+// the tally as one JSON object, an echo.LoadResult: status and gRPC code
+// counts, replies per pod, latencies. It exits 0 however the requests
+// fared, 1 when the run could not start.
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,17 +33,22 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/weftmesh/weft/tests/apps/echo"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "get" {
-		if err := get(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "weft-echo get:", err)
-			os.Exit(1)
+	if len(os.Args) > 1 {
+		if sub, ok := map[string]func([]string) error{"get": get, "load": load}[os.Args[1]]; ok {
+			if err := sub(os.Args[2:]); errors.Is(err, flag.ErrHelp) {
+				return
+			} else if err != nil {
+				fmt.Fprintf(os.Stderr, "weft-echo %s: %v\n", os.Args[1], err)
+				os.Exit(1)
+			}
+			return
 		}
-		return
 	}
 	cfg := echo.Config{}
 	flag.StringVar(&cfg.Pod, "pod", envOr("POD_NAME", hostname()), "pod name to report")
@@ -115,4 +129,43 @@ func get(args []string) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(res)
+}
+
+func load(args []string) error {
+	spec := echo.LoadSpec{Header: http.Header{}}
+	fs := flag.NewFlagSet("weft-echo load", flag.ContinueOnError)
+	fs.IntVar(&spec.Requests, "n", 100, "total requests (ignored with -duration)")
+	fs.IntVar(&spec.Concurrency, "c", 4, "requests in flight at most")
+	fs.Float64Var(&spec.Rate, "rate", 0, "total requests per second (0: as fast as possible)")
+	fs.DurationVar(&spec.Duration, "duration", 0, "send requests for this long instead of -n")
+	fs.DurationVar(&spec.Timeout, "timeout", 10*time.Second, "bound on each request")
+	fs.StringVar(&spec.Method, "X", "GET", "request method")
+	fs.Var(headerFlag(spec.Header), "H", "request header 'Name: value' (repeatable; Host sets the authority; gRPC metadata with --grpc)")
+	fs.BoolVar(&spec.H2C, "h2c", false, "HTTP/2 over cleartext with prior knowledge instead of HTTP/1.1")
+	fs.BoolVar(&spec.GRPC, "grpc", false, "call weft.echo.v1.Echo/Echo on URL's host:port instead of HTTP")
+	fs.BoolVar(&spec.NoKeepAlive, "no-keepalive", false, "a new connection for every request")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: weft-echo load [-n 100] [-c 4] [-rate 0] [-duration 0] [-timeout 10s] [-X METHOD] [-H 'Name: value']... [--h2c] [--grpc] [--no-keepalive] URL")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return fmt.Errorf("want one URL, got %d arguments", fs.NArg())
+	}
+	spec.URL = fs.Arg(0)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := echo.Load(ctx, spec)
+	if res != nil {
+		// Interrupted, the tally so far is still worth printing.
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	}
+	return err
 }

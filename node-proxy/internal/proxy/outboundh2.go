@@ -1,0 +1,342 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/weftmesh/weft/node-proxy/internal/l7/retry"
+	"github.com/weftmesh/weft/node-proxy/internal/l7/route"
+	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
+)
+
+// The client-side HTTP/2 (h2c, gRPC) path: golang.org/x/net/http2's
+// server reads the pod's requests, and an http2.Transport per pod carries
+// them to endpoints over tunnel streams (one HTTP/2 connection per
+// endpoint, multiplexed). Routing, faults, retries, load balancing and
+// outlier detection are those of the HTTP/1.1 path. It costs more than the
+// HTTP/1.1 path (a goroutine per stream and net/http's allocations); gRPC
+// and h2c traffic is the minority this path is for.
+
+// errDial marks an upstream connect failure, so that it is told apart from
+// a reset.
+type errDial struct{ err error }
+
+func (e *errDial) Error() string { return "connect: " + e.err.Error() }
+func (e *errDial) Unwrap() error { return e.err }
+
+// h2Transport returns the pod's upstream HTTP/2 transport.
+func (pd *pod) h2Transport() *http2.Transport {
+	pd.mu.Lock()
+	defer pd.mu.Unlock()
+	if pd.h2 == nil {
+		pd.h2 = &http2.Transport{
+			AllowHTTP: true,
+			DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
+				c, err := pd.dialEndpoint(ctx, addr)
+				if err != nil {
+					return nil, &errDial{err}
+				}
+				return c, nil
+			},
+			ReadIdleTimeout: 30 * time.Second,
+		}
+	}
+	return pd.h2
+}
+
+// dialEndpoint opens a connection to a Service endpoint: a tunnel stream
+// when it is meshed, plain TCP otherwise.
+func (pd *pod) dialEndpoint(ctx context.Context, addr string) (net.Conn, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	mc := pd.p.mesh.Load()
+	if ep, ok := mc.MeshedPod(ap.Addr()); ok && ep.Tunnel {
+		svid, err := pd.svid(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tdst := netip.AddrPortFrom(ap.Addr(), pd.p.cfg.Redirect.TunnelPort)
+		s, err := pd.client.Dial(ctx, svid, ep.Identity, tdst, ap, tunnelHeaders)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	return pd.dialer.DialContext(ctx, "tcp", addr)
+}
+
+// serveHTTP2 serves the HTTP/2 requests of one pod connection to the
+// Service port at dst.
+func (pd *pod) serveHTTP2(c net.Conn, dst netip.AddrPort) {
+	pd.p.metrics.connections.WithLabelValues("outbound", resultHTTP, "").Inc()
+	stop := context.AfterFunc(pd.ctx, func() { c.Close() })
+	defer stop()
+	srv := &http2.Server{}
+	srv.ServeConn(c, &http2.ServeConnOpts{
+		Context: pd.ctx,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { pd.handleH2(w, r, dst) }),
+	})
+}
+
+func isGRPC(h http.Header) bool {
+	return strings.HasPrefix(h.Get("Content-Type"), "application/grpc")
+}
+
+// h2Local answers locally; gRPC requests get a trailers-only answer with
+// the gRPC status that matches status (Envoy's mapping).
+func (pd *pod) h2Local(w http.ResponseWriter, r *http.Request, status int, reason string) {
+	pd.p.metrics.requests.WithLabelValues("outbound", strconv.Itoa(status), reason).Inc()
+	w.Header().Set("X-Weft-Local-Reply", reason)
+	if isGRPC(r.Header) {
+		grpcTrailersOnly(w, grpcFromHTTP(status), strings.TrimSpace(localText(reason)))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, localText(reason))
+}
+
+func grpcTrailersOnly(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/grpc")
+	w.Header().Set("Grpc-Status", strconv.Itoa(code))
+	w.Header().Set("Grpc-Message", msg)
+	w.WriteHeader(http.StatusOK)
+}
+
+// grpcFromHTTP maps an HTTP status to a gRPC code as gRPC does.
+func grpcFromHTTP(status int) int {
+	switch status {
+	case 400:
+		return 13 // INTERNAL
+	case 401:
+		return 16 // UNAUTHENTICATED
+	case 403:
+		return 7 // PERMISSION_DENIED
+	case 404:
+		return 12 // UNIMPLEMENTED
+	case 429, 502, 503, 504:
+		return 14 // UNAVAILABLE
+	default:
+		return 2 // UNKNOWN
+	}
+}
+
+func (pd *pod) handleH2(w http.ResponseWriter, r *http.Request, dst netip.AddrPort) {
+	mc := pd.p.mesh.Load()
+	sp, ok := mc.Service(dst)
+	if !ok {
+		pd.h2Local(w, r, http.StatusServiceUnavailable, replyNoService)
+		return
+	}
+	rr := route.FromHTTP(r)
+	rt, plan, cl, status, reason := resolve(mc, sp, &rr, func() http.Header { return r.Header })
+	if status != 0 {
+		pd.h2Local(w, r, status, reason)
+		return
+	}
+	grpc := isGRPC(r.Header)
+	if d, ok := pd.fault(plan); !ok {
+		return
+	} else if d.Abort {
+		pd.p.metrics.requests.WithLabelValues("outbound", strconv.Itoa(d.HTTPStatus), replyFault).Inc()
+		w.Header().Set("X-Weft-Local-Reply", replyFault)
+		switch {
+		case grpc && d.HasGRPC:
+			grpcTrailersOnly(w, d.GRPCStatus, "fault filter abort")
+		case grpc:
+			grpcTrailersOnly(w, grpcFromHTTP(d.HTTPStatus), "fault filter abort")
+		default:
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(d.HTTPStatus)
+			_, _ = io.WriteString(w, localText(replyFault))
+		}
+		return
+	}
+	st, view := pd.p.clusters.state(cl)
+	if max := view.policy.MaxRequests; max > 0 {
+		if st.inflight.Add(1) > int64(max) {
+			st.inflight.Add(-1)
+			pd.h2Local(w, r, http.StatusServiceUnavailable, replyOverflow)
+			return
+		}
+		defer st.inflight.Add(-1)
+	}
+	pd.forwardH2(w, r, rt, plan, view)
+}
+
+func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route, plan *meshcfg.RoutePlan, view *clusterView) {
+	start := time.Now()
+	var deadline time.Time
+	if rt != nil && rt.Timeout > 0 {
+		deadline = start.Add(rt.Timeout)
+	}
+	pol := plan.Retry
+	view.budget.Request()
+	var body []byte
+	replayable := true
+	if r.Body != nil && r.Body != http.NoBody {
+		limit := retry.MaxReplayBody
+		if pol.Attempts == 0 {
+			limit = 0
+		}
+		var err error
+		if body, replayable, err = retry.ReplayableBody(r.Body, limit); err != nil {
+			pd.h2Local(w, r, http.StatusBadRequest, replyBadRequest)
+			return
+		}
+	}
+	tr := pd.h2Transport()
+	var tried [4]int
+	ntried := 0
+	last := resetBeforeResponse
+	for attempt := 0; ; attempt++ {
+		i, ok := pickEndpoint(view, tried[:ntried])
+		if !ok {
+			if attempt == 0 {
+				pd.h2Local(w, r, http.StatusServiceUnavailable, replyNoHealthy)
+			} else {
+				pd.h2Fail(w, r, last)
+			}
+			return
+		}
+		if ntried < len(tried) {
+			tried[ntried] = i
+			ntried++
+		}
+		ep := view.src.Endpoints[i]
+		tryStart := time.Now()
+		tryDeadline := deadline
+		if pol.PerTryTimeout > 0 {
+			if d := tryStart.Add(pol.PerTryTimeout); tryDeadline.IsZero() || d.Before(tryDeadline) {
+				tryDeadline = d
+			}
+		}
+		ctx, cancel := r.Context(), context.CancelFunc(func() {})
+		if !tryDeadline.IsZero() {
+			ctx, cancel = context.WithDeadline(ctx, tryDeadline)
+		}
+		out := r.Clone(ctx)
+		out.RequestURI = ""
+		out.URL = &url.URL{Scheme: "http", Host: ep.Addr.String(), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+		out.Host = r.Host
+		switch {
+		case replayable && body != nil:
+			out.Body = io.NopCloser(bytes.NewReader(body))
+			out.ContentLength = int64(len(body))
+		case !replayable:
+			out.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), r.Body))
+		}
+		if rt != nil && !rt.RequestHeaders.Empty() {
+			rt.RequestHeaders.Apply(out.Header)
+		}
+		resp, err := tr.RoundTrip(out)
+		if err != nil {
+			cancel()
+			view.picker.Done(i, -1)
+			var de *errDial
+			switch {
+			case ctx.Err() != nil && r.Context().Err() == nil:
+				last = timedOut
+			case errors.As(err, &de):
+				last = connectFailed
+			default:
+				last = resetBeforeResponse
+			}
+			if view.outlier != nil {
+				view.outlier.Report(ep.Addr.String(), 503, true)
+			}
+			if replayable && attempt < pol.Attempts && pol.Retriable(0, nil, last != connectFailed, last == connectFailed) &&
+				pd.retryAllowed(view, deadline, attempt+1, pol) {
+				continue
+			}
+			pd.h2Fail(w, r, last)
+			return
+		}
+		view.picker.Done(i, time.Since(tryStart))
+		var gs *int
+		if v := resp.Header.Get("Grpc-Status"); v != "" {
+			if n, err := strconv.Atoi(v); err == nil {
+				gs = &n
+			}
+		}
+		if view.outlier != nil {
+			view.outlier.Report(ep.Addr.String(), resp.StatusCode, false)
+		}
+		if replayable && attempt < pol.Attempts && pol.Retriable(resp.StatusCode, gs, false, false) &&
+			pd.retryAllowed(view, deadline, attempt+1, pol) {
+			resp.Body.Close()
+			cancel()
+			continue
+		}
+		pd.p.metrics.requests.WithLabelValues("outbound", strconv.Itoa(resp.StatusCode), "").Inc()
+		copyH2Response(w, resp, rt)
+		cancel()
+		return
+	}
+}
+
+// copyH2Response writes resp to w: headers (with the route's changes),
+// the body flushed as it arrives (gRPC streams), then trailers.
+func copyH2Response(w http.ResponseWriter, resp *http.Response, rt *route.Route) {
+	defer resp.Body.Close()
+	if rt != nil && !rt.ResponseHeaders.Empty() {
+		rt.ResponseHeaders.Apply(resp.Header)
+	}
+	h := w.Header()
+	for k, vs := range resp.Header {
+		h[k] = vs
+	}
+	w.WriteHeader(resp.StatusCode)
+	fl, _ := w.(http.Flusher)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				// The upstream stream broke mid-body: reset the client's.
+				panic(http.ErrAbortHandler)
+			}
+			break
+		}
+	}
+	for k, vs := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vs
+	}
+}
+
+// h2Fail answers a request that got no response.
+func (pd *pod) h2Fail(w http.ResponseWriter, r *http.Request, res outcome) {
+	switch res {
+	case timedOut:
+		pd.h2Local(w, r, http.StatusGatewayTimeout, replyTimeout)
+	case connectFailed:
+		pd.h2Local(w, r, http.StatusServiceUnavailable, replyConnectFailed)
+	case denied:
+		pd.h2Local(w, r, http.StatusForbidden, replyDenied)
+	default:
+		pd.h2Local(w, r, http.StatusServiceUnavailable, replyReset)
+	}
+}
