@@ -22,8 +22,7 @@ import (
 // outlives configuration generations: a new generation rebuilds the
 // picker and detector keeping what they know of addresses still present.
 type clusters struct {
-	mu sync.Mutex
-	m  map[string]*clusterState
+	m sync.Map // cluster name → *clusterState
 }
 
 // clusterState is one cluster's state; view is swapped whole when the
@@ -49,16 +48,13 @@ type clusterView struct {
 // state returns the current state of cl, rebuilding the view if cl is a
 // newer generation than the one it was built for.
 func (cs *clusters) state(cl *meshcfg.Cluster) (*clusterState, *clusterView) {
-	cs.mu.Lock()
-	if cs.m == nil {
-		cs.m = map[string]*clusterState{}
+	var st *clusterState
+	if x, ok := cs.m.Load(cl.Name); ok {
+		st = x.(*clusterState)
+	} else {
+		x, _ := cs.m.LoadOrStore(cl.Name, &clusterState{name: cl.Name})
+		st = x.(*clusterState)
 	}
-	st, ok := cs.m[cl.Name]
-	if !ok {
-		st = &clusterState{name: cl.Name}
-		cs.m[cl.Name] = st
-	}
-	cs.mu.Unlock()
 	if v := st.view.Load(); v != nil && v.src == cl {
 		return st, v
 	}

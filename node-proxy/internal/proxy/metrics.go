@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"strconv"
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -27,6 +30,27 @@ type metrics struct {
 	retries *prometheus.CounterVec
 	// faults counts injected faults by kind (delay, abort).
 	faults *prometheus.CounterVec
+
+	// codes caches the requests counters of proxied (not local)
+	// responses by direction and status, off the per-request path.
+	codes [2][600]atomic.Pointer[prometheus.Counter]
+}
+
+// proxied counts a proxied response with status on direction (0:
+// outbound, 1: inbound).
+func (m *metrics) proxied(direction, status int) {
+	if status < 100 || status >= 600 {
+		m.requests.WithLabelValues([]string{"outbound", "inbound"}[direction], strconv.Itoa(status), "").Inc()
+		return
+	}
+	slot := &m.codes[direction][status]
+	if c := slot.Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	c := m.requests.WithLabelValues([]string{"outbound", "inbound"}[direction], strconv.Itoa(status), "")
+	slot.Store(&c)
+	c.Inc()
 }
 
 func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {

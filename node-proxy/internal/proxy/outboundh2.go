@@ -283,7 +283,7 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 			cancel()
 			continue
 		}
-		pd.p.metrics.requests.WithLabelValues("outbound", strconv.Itoa(resp.StatusCode), "").Inc()
+		pd.p.metrics.proxied(0, resp.StatusCode)
 		copyH2Response(w, resp, rt)
 		cancel()
 		return

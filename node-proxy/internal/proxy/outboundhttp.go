@@ -281,7 +281,7 @@ func (hc *h1client) forward(rt *route.Route, plan *meshcfg.RoutePlan, st *cluste
 				hc.dropResponse(u)
 				continue
 			}
-			p.metrics.requests.WithLabelValues("outbound", strconv.Itoa(status), "").Inc()
+			p.metrics.proxied(0, status)
 			return hc.respond(u, rt, deadline, upgrade)
 		case denied:
 			view.picker.Done(i, -1)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -247,7 +249,7 @@ func (pd *pod) authorizeRequest(peer spiffeid.ID, port uint32) func(method, path
 			pd.p.metrics.denials.WithLabelValues("unknown_workload").Inc()
 			return fmt.Errorf("pod %s is not described by the configuration", pd.key)
 		}
-		if err := w.Authorize(meshcfg.Request{Peer: peer, Port: port, HTTP: true, Method: method, Path: path}); err != nil {
+		if err := w.Authorize(meshcfg.Request{Peer: peer, Port: port, HTTP: true, Method: method, Path: normalizePath(path)}); err != nil {
 			pd.p.metrics.denials.WithLabelValues("policy").Inc()
 			pd.p.metrics.requests.WithLabelValues("inbound", "403", replyDenied).Inc()
 			return err
@@ -337,4 +339,62 @@ func closeConn(c net.Conn) {
 func reset(c *net.TCPConn) {
 	_ = c.SetLinger(0)
 	_ = c.Close()
+}
+
+// normalizePath is the path authorization sees: percent-encoded unreserved
+// characters decoded, dot segments resolved and repeated slashes merged
+// (RFC 3986 normalization, Istio's default), so that "/./admin",
+// "//admin" and "/%61dmin" are all "/admin" to a rule. The request itself
+// is forwarded unchanged.
+func normalizePath(p string) string {
+	if p == "" || p[0] != '/' {
+		return p
+	}
+	clean := true
+	for i := 0; i < len(p); i++ {
+		if p[i] == '%' || p[i] == '.' && (i == 0 || p[i-1] == '/') || p[i] == '/' && i > 0 && p[i-1] == '/' {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return p
+	}
+	var b []byte
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c == '%' && i+2 < len(p) {
+			if v, ok := unhex(p[i+1], p[i+2]); ok && isUnreserved(v) {
+				b = append(b, v)
+				i += 2
+				continue
+			}
+		}
+		b = append(b, p[i])
+	}
+	out := path.Clean(string(b))
+	if strings.HasSuffix(string(b), "/") && out != "/" {
+		out += "/"
+	}
+	return out
+}
+
+func unhex(a, b byte) (byte, bool) {
+	h := func(c byte) (byte, bool) {
+		switch {
+		case '0' <= c && c <= '9':
+			return c - '0', true
+		case 'a' <= c && c <= 'f':
+			return c - 'a' + 10, true
+		case 'A' <= c && c <= 'F':
+			return c - 'A' + 10, true
+		}
+		return 0, false
+	}
+	x, ok1 := h(a)
+	y, ok2 := h(b)
+	return x<<4 | y, ok1 && ok2
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
 }
