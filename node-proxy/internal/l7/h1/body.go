@@ -41,27 +41,29 @@ func (b Body) Empty() bool { return !b.Chunked && b.Length == 0 }
 func (b Body) Copy(w io.Writer, br *bufio.Reader) (int64, error) {
 	switch {
 	case b.Chunked:
-		return copyChunked(w, br, nil)
+		return copyChunked(&sink{w: w}, br, -1)
 	case b.Length < 0:
-		return copyN(w, br, -1)
+		return copyN(&sink{w: w}, br, -1)
 	default:
-		return copyN(w, br, b.Length)
+		return copyN(&sink{w: w}, br, b.Length)
 	}
 }
 
 // Buffer appends the body to dst as received, if it is complete within
-// limit bytes: fit is then true and br is past the body. Otherwise dst
-// holds what was read so far (up to about limit bytes), fit is false, and
-// the caller must write dst and then Continue the copy.
+// limit bytes (a chunked body's trailers may add up to MaxHead): fit is
+// then true and br is past the body. Otherwise dst holds what was read so
+// far (at most limit bytes: nothing for a Content-Length body, whole
+// chunks for a chunked one), fit is false, and the caller must write dst
+// and then Continue the copy. On an error, dst holds what was read.
 func (b Body) Buffer(dst []byte, br *bufio.Reader, limit int) (out []byte, fit bool, err error) {
 	switch {
 	case b.Chunked:
-		lw := &limitedBuf{b: dst, limit: len(dst) + limit}
-		_, err := copyChunked(lw, br, &lw.full)
+		sk := sink{buf: dst, append: true}
+		_, err := copyChunked(&sk, br, int64(limit))
 		if err == errFull {
-			return lw.b, false, nil
+			return sk.buf, false, nil
 		}
-		return lw.b, err == nil, err
+		return sk.buf, err == nil, err
 	case b.Length < 0 || b.Length > int64(limit):
 		return dst, false, nil
 	default:
@@ -69,6 +71,9 @@ func (b Body) Buffer(dst []byte, br *bufio.Reader, limit int) (out []byte, fit b
 		for n > 0 {
 			p, err := peek(br, int64(n))
 			if err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
 				return dst, false, err
 			}
 			dst = append(dst, p...)
@@ -84,37 +89,37 @@ func (b Body) Buffer(dst []byte, br *bufio.Reader, limit int) (out []byte, fit b
 // so the copy resumes at a chunk-size line.
 func (b Body) Continue(w io.Writer, br *bufio.Reader, consumed int) (int64, error) {
 	if b.Chunked {
-		return ContinueChunked(w, br)
+		return copyChunked(&sink{w: w}, br, -1)
 	}
 	if b.Length < 0 {
-		return copyN(w, br, -1)
+		return copyN(&sink{w: w}, br, -1)
 	}
-	return copyN(w, br, b.Length-int64(consumed))
+	return copyN(&sink{w: w}, br, b.Length-int64(consumed))
 }
 
 var errFull = io.ErrShortBuffer
 
-// limitedBuf collects up to limit bytes and then reports errFull, at a
-// point where copyChunked can resume (see ContinueChunked).
-type limitedBuf struct {
-	b     []byte
-	limit int
-	full  bool
+// sink is where a copy goes: w, or buf when append is set (without the
+// allocation of an io.Writer wrapping buf).
+type sink struct {
+	w      io.Writer
+	buf    []byte
+	append bool
 }
 
-func (l *limitedBuf) Write(p []byte) (int, error) {
-	l.b = append(l.b, p...)
-	if len(l.b) >= l.limit {
-		l.full = true
+func (s *sink) Write(p []byte) (int, error) {
+	if s.append {
+		s.buf = append(s.buf, p...)
+		return len(p), nil
 	}
-	return len(p), nil
+	return s.w.Write(p)
 }
 
 // ContinueChunked resumes a chunked copy that Buffer stopped: Buffer stops
-// only after a complete chunk (size line, data and CRLF), so the next
-// bytes are a chunk-size line.
+// only before a chunk that would not fit, so the next bytes are a
+// chunk-size line.
 func ContinueChunked(w io.Writer, br *bufio.Reader) (int64, error) {
-	return copyChunked(w, br, nil)
+	return copyChunked(&sink{w: w}, br, -1)
 }
 
 // peek returns up to n (n < 0: any) buffered bytes, filling the buffer
@@ -133,7 +138,7 @@ func peek(br *bufio.Reader, n int64) ([]byte, error) {
 }
 
 // copyN copies n bytes (n < 0: until EOF) from br to w.
-func copyN(w io.Writer, br *bufio.Reader, n int64) (int64, error) {
+func copyN(w *sink, br *bufio.Reader, n int64) (int64, error) {
 	var done int64
 	for n < 0 || done < n {
 		rem := int64(-1)
@@ -160,9 +165,11 @@ func copyN(w io.Writer, br *bufio.Reader, n int64) (int64, error) {
 	return done, nil
 }
 
-// copyChunked copies a chunked body, validating its framing. When stop is
-// not nil, it returns errFull after a chunk once *stop is true.
-func copyChunked(w io.Writer, br *bufio.Reader, stop *bool) (int64, error) {
+// copyChunked copies a chunked body, validating its framing. With budget
+// >= 0 it copies only whole chunks (size line, data, CRLF; the last chunk
+// with its size line) within budget bytes: before a chunk that would not
+// fit it returns errFull, br at that chunk's size line.
+func copyChunked(w *sink, br *bufio.Reader, budget int64) (int64, error) {
 	var done int64
 	write := func(p []byte) error {
 		k, err := w.Write(p)
@@ -170,27 +177,40 @@ func copyChunked(w io.Writer, br *bufio.Reader, stop *bool) (int64, error) {
 		return err
 	}
 	for {
-		if stop != nil && *stop {
-			return done, errFull
-		}
-		line, err := readLine(br)
+		line, err := peekLine(br)
 		if err != nil {
 			return done, err
 		}
-		size, _, _ := bytes.Cut(line, []byte(";"))
-		n, ok := parseHex(bytes.Trim(size, " \t"))
+		n, ok := chunkSize(line)
 		if !ok {
-			return done, malformed("chunk size %q", trunc(line))
+			return done, malformed("chunk size line %q", trunc(line))
 		}
+		if budget >= 0 {
+			need := int64(len(line))
+			if n > 0 {
+				need += n + 2
+			}
+			if done+need > budget {
+				return done, errFull
+			}
+		}
+		_, _ = br.Discard(len(line)) // line stays valid until the next read
 		if err := write(line); err != nil {
 			return done, err
 		}
 		if n == 0 {
-			// Trailers up to an empty line.
+			// Trailer fields up to an empty line, at most MaxHead bytes.
+			total := 0
 			for {
 				line, err := readLine(br)
 				if err != nil {
 					return done, err
+				}
+				if total += len(line); total > MaxHead {
+					return done, malformed("trailers over %d bytes", MaxHead)
+				}
+				if len(line) > 2 && !validTrailer(line[:len(line)-2]) {
+					return done, malformed("trailer line %q", trunc(line))
 				}
 				if err := write(line); err != nil {
 					return done, err
@@ -205,17 +225,76 @@ func copyChunked(w io.Writer, br *bufio.Reader, stop *bool) (int64, error) {
 		if err != nil {
 			return done, err
 		}
-		line, err = readLine(br)
+		crlf, err := br.Peek(2)
 		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
 			return done, err
 		}
-		if len(line) != 2 {
+		if crlf[0] != '\r' || crlf[1] != '\n' {
 			return done, malformed("chunk data longer than its size")
 		}
-		if err := write(line); err != nil {
+		if err := write(crlf); err != nil {
 			return done, err
 		}
+		_, _ = br.Discard(2)
 	}
+}
+
+// chunkSize parses a chunk-size line (with its CRLF): 1*HEXDIG, then
+// optional whitespace and extensions free of control characters.
+func chunkSize(line []byte) (int64, bool) {
+	line = line[:len(line)-2]
+	i := 0
+	for i < len(line) && isHex(line[i]) {
+		i++
+	}
+	n, ok := parseHex(line[:i])
+	if !ok {
+		return 0, false
+	}
+	rest := bytes.TrimLeft(line[i:], " \t")
+	if len(rest) > 0 && rest[0] != ';' {
+		return 0, false
+	}
+	return n, validValue(rest)
+}
+
+// validTrailer reports whether line is a well-formed field line.
+func validTrailer(line []byte) bool {
+	name, value, ok := bytes.Cut(line, []byte(":"))
+	return ok && len(name) > 0 && isToken(name) && validValue(value)
+}
+
+// peekLine returns the next line with its CRLF without consuming it; the
+// slice is valid until the next read of br.
+func peekLine(br *bufio.Reader) ([]byte, error) {
+	scanned := 0
+	for {
+		b, _ := br.Peek(br.Buffered())
+		if i := bytes.IndexByte(b[scanned:], '\n'); i >= 0 {
+			line := b[:scanned+i+1]
+			if len(line) > MaxLine {
+				break
+			}
+			if len(line) < 2 || line[len(line)-2] != '\r' {
+				return nil, malformed("bare LF")
+			}
+			return line, nil
+		}
+		scanned = len(b)
+		if scanned >= MaxLine || scanned >= br.Size() {
+			break
+		}
+		if _, err := br.Peek(scanned + 1); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return nil, malformed("line over %d bytes", MaxLine)
 }
 
 // readLine returns the next line with its CRLF; the slice is valid until

@@ -4,12 +4,16 @@
 // to the writer with no intermediate copy. Nothing allocates in the steady
 // state.
 //
-// It is strict where leniency enables request smuggling: bare LF line
-// endings, obsolete line folding, whitespace before a colon, both
-// Content-Length and Transfer-Encoding, a Transfer-Encoding whose last
-// coding is not chunked, differing duplicate Content-Length values and
-// malformed chunk sizes are errors ([ErrMalformed]). The proxy answers 400
-// and closes the connection.
+// It is strict where leniency enables request smuggling or desync: bare LF
+// line endings, obsolete line folding, whitespace before a colon, control
+// characters in a request target or field value, both Content-Length and
+// Transfer-Encoding in a request, a Transfer-Encoding other than exactly
+// "chunked" (or any in HTTP/1.0), duplicate Content-Length fields that
+// differ, duplicate Host fields, malformed request targets and malformed
+// chunk sizes, extensions, data or trailers are errors ([ErrMalformed]).
+// Whatever it accepts as a request head, net/http accepts too, with the
+// same method, target and framing. The proxy answers 400 and closes the
+// connection.
 package h1
 
 import (
@@ -18,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
+	"strings"
 )
 
 // ErrMalformed wraps every parse error.
@@ -69,10 +75,10 @@ func (h *Head) readHead(br *bufio.Reader) error {
 	h.Method, h.Target, h.Reason = nil, nil, nil
 	h.Status, h.Minor, h.ContentLength = 0, 1, -1
 	h.Chunked, h.Close, h.Upgrade = false, false, false
-	lines := 0
+	lines, skipped := 0, 0
 	for {
 		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull || len(h.Buf)+len(line) > MaxHead {
+		if err == bufio.ErrBufferFull || skipped+len(h.Buf)+len(line) > MaxHead {
 			return malformed("head over %d bytes", MaxHead)
 		}
 		if err != nil {
@@ -86,6 +92,7 @@ func (h *Head) readHead(br *bufio.Reader) error {
 		}
 		if len(line) == 2 {
 			if lines == 0 {
+				skipped += 2
 				continue
 			}
 			return nil
@@ -104,7 +111,7 @@ func (h *Head) ReadRequest(br *bufio.Reader) error {
 	first, rest := cutLine(h.Buf)
 	method, r, ok1 := bytes.Cut(first, []byte(" "))
 	target, version, ok2 := bytes.Cut(r, []byte(" "))
-	if !ok1 || !ok2 || len(method) == 0 || len(target) == 0 || !isToken(method) {
+	if !ok1 || !ok2 || len(method) == 0 || len(target) == 0 || !isToken(method) || !validTarget(method, target) {
 		return malformed("request line %q", trunc(first))
 	}
 	if err := h.version(version); err != nil {
@@ -118,6 +125,117 @@ func (h *Head) ReadRequest(br *bufio.Reader) error {
 		return malformed("both Content-Length and Transfer-Encoding")
 	}
 	return nil
+}
+
+// validTarget reports whether t is a request target of a form the proxy
+// handles (RFC 9112 3.2): origin-form, "*", authority-form for CONNECT,
+// absolute-form with an http or https scheme and no userinfo.
+func validTarget(method, t []byte) bool {
+	switch {
+	case t[0] == '/':
+		return validPathQuery(t)
+	case len(t) == 1 && t[0] == '*':
+		return true
+	case string(method) == "CONNECT":
+		return validAuthority(t)
+	}
+	i := bytes.Index(t, []byte("://"))
+	if i < 0 || !(bytes.EqualFold(t[:i], []byte("http")) || bytes.EqualFold(t[:i], []byte("https"))) {
+		return false
+	}
+	rest := t[i+3:]
+	j := bytes.IndexAny(rest, "/?")
+	if j < 0 {
+		j = len(rest)
+	}
+	return validAuthority(rest[:j]) && validPathQuery(rest[j:])
+}
+
+// validAuthority reports whether a is host[:port], host a reg-name of
+// unreserved characters or a bracketed IPv6 address, port digits.
+func validAuthority(a []byte) bool {
+	host, port := a, []byte(nil)
+	if len(a) > 0 && a[0] == '[' {
+		k := bytes.IndexByte(a, ']')
+		if k < 3 {
+			return false
+		}
+		for _, c := range a[1:k] {
+			if !(c == ':' || c == '.' || isHex(c)) {
+				return false
+			}
+		}
+		// An IPv6 address (net/url rejects IPv4 in brackets).
+		if ip, err := netip.ParseAddr(string(a[1:k])); err != nil || !ip.Is6() {
+			return false
+		}
+		host, port = a[:k+1], a[k+1:]
+		if len(port) > 0 && port[0] != ':' {
+			return false
+		}
+	} else {
+		if k := bytes.IndexByte(a, ':'); k >= 0 {
+			host, port = a[:k], a[k:]
+		}
+		for _, c := range host {
+			if !(c == '-' || c == '.' || c == '_' || c == '~' || isAlnum(c)) {
+				return false
+			}
+		}
+	}
+	if len(host) == 0 {
+		return false
+	}
+	if len(port) > 0 {
+		port = port[1:]
+		if len(port) == 0 || len(port) > 5 {
+			return false
+		}
+		for _, c := range port {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validPathQuery reports whether p (a path and optional query) holds no
+// whitespace, control character or fragment, and the path only valid
+// percent-encodings.
+func validPathQuery(p []byte) bool {
+	query := false
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c <= ' ' || c == 0x7f || c == '#':
+			return false
+		case c == '?':
+			query = true
+		case c == '%' && !query:
+			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func isAlnum(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+// validValue reports whether v holds no control character but HTAB.
+func validValue(v []byte) bool {
+	for _, c := range v {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // ReadResponse reads a response head.
@@ -141,6 +259,9 @@ func (h *Head) ReadResponse(br *bufio.Reader) error {
 	if len(r) > 4 {
 		h.Reason = r[4:]
 	}
+	if !validValue(h.Reason) {
+		return malformed("status line %q", trunc(first))
+	}
 	if err := h.fields(rest); err != nil {
 		return err
 	}
@@ -160,6 +281,8 @@ func (h *Head) version(v []byte) error {
 }
 
 func (h *Head) fields(b []byte) error {
+	var cl []byte // the first Content-Length value
+	host := false
 	for len(b) > 0 {
 		var line []byte
 		line, b = cutLine(b)
@@ -171,23 +294,26 @@ func (h *Head) fields(b []byte) error {
 			return malformed("header line %q", trunc(line))
 		}
 		value = bytes.Trim(value, " \t")
+		if !validValue(value) {
+			return malformed("header line %q", trunc(line))
+		}
 		h.Fields = append(h.Fields, Field{Name: name, Value: value})
 		switch len(name) {
 		case len("Content-Length"):
 			if bytes.EqualFold(name, []byte("Content-Length")) {
+				// Duplicates must be identical (net/http compares
+				// the strings too).
 				n, ok := parseUint(value)
-				if !ok || (h.ContentLength >= 0 && n != h.ContentLength) {
+				if !ok || (cl != nil && !bytes.Equal(value, cl)) {
 					return malformed("Content-Length %q", trunc(value))
 				}
-				h.ContentLength = n
+				cl, h.ContentLength = value, n
 			}
 		case len("Transfer-Encoding"):
 			if bytes.EqualFold(name, []byte("Transfer-Encoding")) {
-				last := value
-				if i := bytes.LastIndexByte(value, ','); i >= 0 {
-					last = bytes.Trim(value[i+1:], " \t")
-				}
-				if h.Chunked || !bytes.EqualFold(last, []byte("chunked")) {
+				// Only chunked alone is supported (as by net/http);
+				// HTTP/1.0 has no Transfer-Encoding (RFC 9112 6.1).
+				if h.Chunked || h.Minor == 0 || !bytes.EqualFold(value, []byte("chunked")) {
 					return malformed("Transfer-Encoding %q", trunc(value))
 				}
 				h.Chunked = true
@@ -203,6 +329,13 @@ func (h *Head) fields(b []byte) error {
 		case len("Upgrade"):
 			if bytes.EqualFold(name, []byte("Upgrade")) {
 				h.Upgrade = true
+			}
+		case len("Host"):
+			if bytes.EqualFold(name, []byte("Host")) {
+				if host {
+					return malformed("duplicate Host")
+				}
+				host = true
 			}
 		}
 	}
@@ -233,13 +366,16 @@ func (h *Head) Path() (path, query []byte) {
 				t = nil
 			}
 			if len(t) == 0 || t[0] == '?' {
-				t = append([]byte("/"), t...)
+				_, query, _ = bytes.Cut(t, []byte("?"))
+				return slash, query
 			}
 		}
 	}
 	path, query, _ = bytes.Cut(t, []byte("?"))
 	return path, query
 }
+
+var slash = []byte("/")
 
 // Bodyless reports whether a response to a request with method has no
 // body whatever its fields say (RFC 9112 6.3).
@@ -284,12 +420,20 @@ func parseUint(b []byte) (int64, bool) {
 // isToken reports whether b is an RFC 9110 token.
 func isToken(b []byte) bool {
 	for _, c := range b {
-		if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte(`"(),/:;<=>?@[\]{}`), c) >= 0 {
+		if !tchar[c] {
 			return false
 		}
 	}
 	return true
 }
+
+// tchar holds the RFC 9110 token characters.
+var tchar = func() (t [256]bool) {
+	for c := '!'; c < 0x7f; c++ {
+		t[c] = !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c)
+	}
+	return t
+}()
 
 func trunc(b []byte) []byte {
 	if len(b) > 64 {
