@@ -337,6 +337,17 @@ spec:
 	if exhausted != 0 {
 		t.Errorf("budget_exhausted rose by %.0f with a 100%% budget and a 1000/s reserve", exhausted)
 	}
+
+	// One of the two endpoints answers 503 to everything, so half the
+	// first tries fail; a retry goes to the other endpoint, so success
+	// stays at or above 99%.
+	fail := http.Header{"X-Echo-Fail-Pod": {"web-v1-n1"}}
+	res = mustLoad(ctx, t, m, l7Client, echo.LoadSpec{URL: "http://flaky.demo/one-pod-down", Requests: 1000, Concurrency: 8, Header: fail})
+	ok = share(res.Status[200], res.Requests)
+	t.Logf("retries with one endpoint failing: %d requests, status %v, errors %d, success %.2f%%, pods %v", res.Requests, res.Status, res.Errors, ok, res.Pods)
+	if ok < 99 {
+		t.Errorf("success %.2f%% with one of two endpoints failing and 3 retries; want >= 99%%", ok)
+	}
 }
 
 func testBudgetCapsRetries(ctx context.Context, t *testing.T, m *sandbox.Mesh) {

@@ -10,6 +10,7 @@
 //	delay_percent=50   x-echo-delay-percent only wait this share of the time
 //	status=503         x-echo-status        answer with this status
 //	fail_percent=50    x-echo-fail-percent  answer 503 (or status) this share of the time
+//	fail_pod=NAME      x-echo-fail-pod      answer 503 (or status) when this server is pod NAME
 //	size=1048576       x-echo-size          append this many bytes of body (bulk tests)
 //
 // gRPC: weft.echo.v1.Echo/Echo, controlled by request fields or metadata
@@ -194,6 +195,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		code = c
+	}
+	if v := control(r, "fail_pod", "x-echo-fail-pod"); v != "" && v == s.cfg.Pod && code == http.StatusOK {
+		code = http.StatusServiceUnavailable
 	}
 	if v := control(r, "fail_percent", "x-echo-fail-percent"); v != "" {
 		p, err := strconv.Atoi(v)

@@ -93,6 +93,12 @@ func TestHTTPControls(t *testing.T) {
 			t.Fatalf("fail_percent=0 gave %d", resp.StatusCode)
 		}
 	}
+	if resp, _ := get(t, c, base+"/?fail_pod="+s.cfg.Pod, nil); resp.StatusCode != 503 {
+		t.Errorf("fail_pod naming this pod gave %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, c, base+"/?fail_pod=another-pod", nil); resp.StatusCode != 200 {
+		t.Errorf("fail_pod naming another pod gave %d", resp.StatusCode)
+	}
 	start := time.Now()
 	get(t, c, base+"/?delay=150ms", nil)
 	if d := time.Since(start); d < 150*time.Millisecond {
