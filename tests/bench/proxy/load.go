@@ -121,7 +121,7 @@ func (b *bench) measure(ctx context.Context) (*Results, error) {
 
 	if b.c.ProfileSeconds > 0 {
 		for _, kind := range []string{"max rps", "new conn/s", "bulk"} {
-			profs, err := b.profile(ctx, b.path("meshed L4"), kind)
+			profs, err := b.profile(ctx, b.path(b.c.ProfilePath), kind)
 			if err != nil {
 				return nil, err
 			}

@@ -48,6 +48,8 @@ type config struct {
 	Retries  int
 	// ProfileSeconds is the length of the CPU profiles; 0 takes none.
 	ProfileSeconds int
+	// ProfilePath names the path whose node proxies are profiled.
+	ProfilePath string
 	// ProxyLogLevel restarts the node proxies at this level; empty keeps
 	// the sandbox's (debug).
 	ProxyLogLevel string
@@ -77,6 +79,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("-backend %q: want %s or %s", c.Backend, backendEcho, backendNginx)
 	case c.Retries < 0 || c.MaxNoise < 0:
 		return errors.New("-retries and -max-noise must not be negative")
+	case c.ProfilePath != "meshed L4" && (c.ProfilePath != "meshed L7" || !c.HTTPRow):
+		return fmt.Errorf(`-profile-path %q: want "meshed L4", or "meshed L7" with -http`, c.ProfilePath)
 	case c.ProfileSeconds < 0:
 		return fmt.Errorf("-profile %d: want 0 or more", c.ProfileSeconds)
 	}
@@ -131,6 +135,7 @@ func main() {
 	flag.StringVar(&c.Backend, "backend", backendEcho, "server in the server pods: echo (weft-echo, which the sandbox runs) or nginx (Debian's, like the peers' measurements in PERFORMANCE.md)")
 	flag.Float64Var(&c.MaxNoise, "max-noise", 0.10, "repeat a run when processes outside the benchmark used more than this share of the machine's CPU during it")
 	flag.IntVar(&c.Retries, "retries", 2, "how many times a noisy run is repeated at most (the quietest attempt is kept)")
+	flag.StringVar(&c.ProfilePath, "profile-path", "meshed L4", `the path profiled: "meshed L4" or "meshed L7"`)
 	flag.IntVar(&c.ProfileSeconds, "profile", 10, "seconds of CPU profile of both node proxies after the rounds; 0 for none")
 	flag.StringVar(&c.ProxyLogLevel, "proxy-log-level", "info", "restart the node proxies at this log level; empty keeps the sandbox's debug")
 	flag.StringVar(&c.BinDir, "bin", "", "directory with weft-control-plane, weft-node-proxy, weft-cni, weft-echo; empty builds them from the working tree")
