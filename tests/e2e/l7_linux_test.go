@@ -123,6 +123,7 @@ func TestL7(t *testing.T) {
 		{"PerTryTimeout", testPerTryTimeout},
 		{"HeaderCanary", testHeaderCanary},
 		{"NoMatchingRoute404", testNoMatchingRoute404},
+		{"ConsumerRoute", testConsumerRoute},
 		{"OutlierEjection", testOutlierEjection},
 		{"L7Authorization", testL7Authorization},
 	}
@@ -472,7 +473,7 @@ spec:
 		}
 		return nil
 	})
-	res := mustLoad(ctx, t, m, l7Client, echo.LoadSpec{URL: "http://slow.demo/delay", Requests: 400, Concurrency: 20})
+	res := mustLoad(ctx, t, m, l7Client, echo.LoadSpec{URL: "http://slow.demo/delay", Requests: 1000, Concurrency: 25})
 	above, below := latencyShares(res.LatenciesMs, 100, 200)
 	t.Logf("delay 50%%: %d requests in %s, status %v, errors %d, ≥200ms %.2f%%, <100ms %.2f%%, latency %+v",
 		res.Requests, res.Elapsed.Round(time.Millisecond), res.Status, res.Errors, above, below, res.Latency)
@@ -843,4 +844,65 @@ spec:
 	if err == nil {
 		t.Logf("GET /private 403: headers %v, body %q", res.Headers, res.Body)
 	}
+}
+
+// testConsumerRoute: an HTTPRoute in namespace other attached to Service
+// demo/web (a GAMMA consumer route) applies to other's clients only: for
+// the outsider pod only /only/... reaches web (with a header added) and
+// anything else is 404; the demo client keeps the producer default.
+func testConsumerRoute(ctx context.Context, t *testing.T, m *sandbox.Mesh) {
+	const file = "79-l7-consumer.yaml"
+	if err := m.Apply(file, `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web-for-other, namespace: other}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, namespace: demo}]
+  rules:
+  - matches:
+    - path: {type: PathPrefix, value: /only}
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-consumer, value: other}]}
+    backendRefs: [{name: web, namespace: demo, port: 80}]
+`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the consumer route applies to the outsider", func() error {
+		res, err := m.Get(ctx, "outsider", webURL+"elsewhere")
+		if err != nil {
+			return err
+		}
+		if res.Status != 404 {
+			return fmt.Errorf("GET /elsewhere from outsider: %d", res.Status)
+		}
+		return nil
+	})
+	res, err := m.Get(ctx, "outsider", webURL+"only/x")
+	if err != nil || res.Status != 200 || res.Reply == nil {
+		t.Fatalf("GET /only/x from outsider: %+v, %v; want 200", res, err)
+	}
+	if got := res.Reply.Headers["X-Consumer"]; len(got) != 1 || got[0] != "other" {
+		t.Errorf("GET /only/x from outsider: x-consumer %q; want the consumer route's header", got)
+	}
+	for _, path := range []string{"elsewhere", "only/x"} {
+		res, err := m.Get(ctx, l7Client, webURL+path)
+		if err != nil || res.Status != 200 || res.Reply == nil {
+			t.Errorf("GET /%s from the demo client: %+v, %v; want 200 (producer default)", path, res, err)
+		} else if len(res.Reply.Headers["X-Consumer"]) != 0 {
+			t.Errorf("GET /%s from the demo client carries the consumer route's header", path)
+		}
+	}
+	if err := m.Delete(file); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the consumer route is gone", func() error {
+		res, err := m.Get(ctx, "outsider", webURL+"elsewhere")
+		if err != nil {
+			return err
+		}
+		if res.Status != 200 {
+			return fmt.Errorf("GET /elsewhere from outsider: %d", res.Status)
+		}
+		return nil
+	})
 }

@@ -123,10 +123,6 @@ func accepted(s *model.Snapshot, r *model.Route, p model.ParentRef) Condition {
 	if !ok {
 		return Condition{TypeAccepted, false, ReasonNoMatchingParent, fmt.Sprintf("Service %s/%s not found", ns, p.Name)}
 	}
-	if ns != r.Namespace {
-		return Condition{TypeAccepted, false, ReasonUnsupportedValue,
-			fmt.Sprintf("consumer routes (parent Service %s/%s in another namespace than the route) are not supported yet", ns, p.Name)}
-	}
 	if p.Port != 0 || p.SectionName != "" {
 		found := false
 		for _, sp := range svc.Ports {
@@ -151,7 +147,9 @@ func accepted(s *model.Snapshot, r *model.Route, p model.ParentRef) Condition {
 }
 
 // resolvedRefs checks every backendRef of r; the first problem found (in
-// rule and backend order) is reported.
+// rule and backend order) is reported. A backend in another namespace is
+// allowed only when it is one of the route's parent Services (a consumer
+// route sending to the Service it is attached to).
 func resolvedRefs(s *model.Snapshot, r *model.Route) Condition {
 	for i, rule := range r.Rules {
 		for j, b := range rule.Backends {
@@ -164,7 +162,7 @@ func resolvedRefs(s *model.Snapshot, r *model.Route) Condition {
 			if ns == "" {
 				ns = r.Namespace
 			}
-			if ns != r.Namespace {
+			if ns != r.Namespace && !isParent(r, ns, b.Name) {
 				return Condition{TypeResolvedRefs, false, ReasonRefNotPermitted,
 					fmt.Sprintf("%s: Service %s/%s is in another namespace; cross-namespace backends are not supported", where, ns, b.Name)}
 			}
@@ -253,4 +251,18 @@ func less(kindA, nsA, nameA, kindB, nsB, nameB string) bool {
 		return nsA < nsB
 	}
 	return nameA < nameB
+}
+
+// isParent reports whether Service ns/name is a parentRef of r.
+func isParent(r *model.Route, ns, name string) bool {
+	for _, p := range r.Parents {
+		pns := p.Namespace
+		if pns == "" {
+			pns = r.Namespace
+		}
+		if p.IsService() && pns == ns && p.Name == name {
+			return true
+		}
+	}
+	return false
 }

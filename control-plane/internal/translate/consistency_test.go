@@ -3,12 +3,14 @@ package translate
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
@@ -36,7 +38,18 @@ import (
 //   - Workloads are all on the node.
 func checkResources(t *testing.T, res Resources, node string) {
 	t.Helper()
-	snap, err := cachev3.NewSnapshot("1", res.Envoy())
+	// go-control-plane's check wants every RouteConfiguration referenced
+	// by a listener; consumer RouteConfigurations are read by the Weft
+	// proxy only (Weft's own xds.Snapshot.Consistent allows them).
+	envoy := res.Envoy()
+	var producer []types.Resource
+	for _, r := range envoy[resource.RouteType] {
+		if !strings.Contains(resourceName(r), ConsumerRouteSeparator) {
+			producer = append(producer, r)
+		}
+	}
+	envoy[resource.RouteType] = producer
+	snap, err := cachev3.NewSnapshot("1", envoy)
 	if err != nil {
 		t.Fatalf("NewSnapshot: %v", err)
 	}
@@ -204,7 +217,18 @@ func TestEmptySnapshot(t *testing.T) {
 		if _, ok := res[TrustBundleType]; ok {
 			t.Errorf("trust bundle present without roots")
 		}
-		snap, err := cachev3.NewSnapshot("1", res.Envoy())
+		// go-control-plane's check wants every RouteConfiguration referenced
+		// by a listener; consumer RouteConfigurations are read by the Weft
+		// proxy only (Weft's own xds.Snapshot.Consistent allows them).
+		envoy := res.Envoy()
+		var producer []types.Resource
+		for _, r := range envoy[resource.RouteType] {
+			if !strings.Contains(resourceName(r), ConsumerRouteSeparator) {
+				producer = append(producer, r)
+			}
+		}
+		envoy[resource.RouteType] = producer
+		snap, err := cachev3.NewSnapshot("1", envoy)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -38,6 +38,9 @@ type outboundBuilder struct {
 	// attached lists, per Service port, the routes whose parentRefs select
 	// it, in snapshot key order.
 	attached map[*portInfo][]*model.Route
+	// consumer lists, per Service port and client namespace, the consumer
+	// routes attached to it.
+	consumer map[*portInfo]map[string][]*model.Route
 	// invalid holds the empty clusters routes send to for backends that
 	// do not resolve, by cluster name.
 	invalid map[string]*xdsv1.ClusterMetadata
@@ -76,13 +79,16 @@ func newOutboundBuilder(ix *index, opts Options, prev *built) *outboundBuilder {
 }
 
 func (b *outboundBuilder) build() {
-	b.attached = attachRoutes(b.ix)
+	b.attached, b.consumer = attachRoutes(b.ix)
 	// Routes first: they record the invalid backends and the budgets the
 	// clusters need.
 	for _, si := range b.ix.services {
 		for _, pi := range si.ports {
 			b.listeners = append(b.listeners, b.listenerOf(pi))
-			b.routes = append(b.routes, b.routeConfigOf(pi))
+			b.routes = append(b.routes, b.routeConfigOf(pi, "", b.attached[pi]))
+			for _, ns := range sortedKeys(b.consumer[pi]) {
+				b.routes = append(b.routes, b.routeConfigOf(pi, ns, b.consumer[pi][ns]))
+			}
 		}
 		b.services = append(b.services, b.serviceOf(si))
 	}
@@ -129,8 +135,16 @@ func (b *outboundBuilder) serviceOf(si *svcInfo) *xdsv1.Service {
 	return s
 }
 
-func (b *outboundBuilder) routeConfigOf(pi *portInfo) *routev3.RouteConfiguration {
-	k, attached := keyOf(pi), b.attached[pi]
+// routeConfigOf is the RouteConfiguration of a port with the attached
+// routes: the producer one (consumerNS empty, named as the listener) or
+// the consumer one of namespace consumerNS.
+func (b *outboundBuilder) routeConfigOf(pi *portInfo, consumerNS string, attached []*model.Route) *routev3.RouteConfiguration {
+	k := keyOf(pi)
+	k.consumer = consumerNS
+	name := pi.listener
+	if consumerNS != "" {
+		name += ConsumerRouteSeparator + consumerNS
+	}
 	r := b.prev.routes[k]
 	if r != nil && r.current(b.ix, attached, pi) {
 		for _, v := range r.invalid {
@@ -142,7 +156,7 @@ func (b *outboundBuilder) routeConfigOf(pi *portInfo) *routev3.RouteConfiguratio
 	} else {
 		r = &routeBuilt{attached: attached, policies: b.ix.policies[pi.svc.key], backends: map[string]*model.Service{}}
 		b.rec = r
-		r.rc = b.routeConfig(pi)
+		r.rc = b.routeConfig(pi, name, attached)
 		b.rec = nil
 	}
 	b.next.routes[k] = r

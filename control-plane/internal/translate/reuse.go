@@ -86,9 +86,12 @@ func sameObjects[T any](a, b map[string]*T) bool {
 type portKey struct {
 	svc  *model.Service
 	port int32
+	// consumer is the client namespace of a consumer RouteConfiguration;
+	// empty for everything else.
+	consumer string
 }
 
-func keyOf(pi *portInfo) portKey { return portKey{pi.svc.svc, pi.port.Port} }
+func keyOf(pi *portInfo) portKey { return portKey{svc: pi.svc.svc, port: pi.port.Port} }
 
 // built is what a Mesh keeps of its node-independent resources for the
 // next one: each resource with the inputs it was made of.

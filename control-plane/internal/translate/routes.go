@@ -12,15 +12,23 @@ import (
 	"github.com/weftmesh/weft/control-plane/internal/model"
 )
 
+// ConsumerRouteSeparator joins a Service port's listener name and a
+// namespace into the name of that namespace's consumer RouteConfiguration:
+// "<listener>|consumer|<namespace>". The node proxy reads the same
+// convention.
+const ConsumerRouteSeparator = "|consumer|"
+
 // attachRoutes finds, for every Service port, the routes whose parentRefs
-// select it: a parentRef of kind Service (group "" or core) in the route's
-// own namespace, with no port and no sectionName, or with the port's
-// number or name. Routes not Accepted for an unsupported filter are left
-// out, as their status says. Routes in another namespace than the Service
-// (GAMMA "consumer routes") are not applied yet: they may only affect
-// their own namespace's clients, and one RouteConfiguration serves all.
-func attachRoutes(ix *index) map[*portInfo][]*model.Route {
-	out := map[*portInfo][]*model.Route{}
+// select it: a parentRef of kind Service (group "" or core), with no port
+// and no sectionName, or with the port's number or name. Routes in the
+// Service's namespace are producer routes (out); routes in another
+// namespace are GAMMA consumer routes (consumer, by the route's
+// namespace): they apply only to clients in their own namespace, for whom
+// they replace the producer routes. Routes not Accepted for an
+// unsupported filter are left out, as their status says.
+func attachRoutes(ix *index) (out map[*portInfo][]*model.Route, consumer map[*portInfo]map[string][]*model.Route) {
+	out = map[*portInfo][]*model.Route{}
+	consumer = map[*portInfo]map[string][]*model.Route{}
 	for _, key := range sortedKeys(ix.snap.Routes) {
 		r := ix.snap.Routes[key]
 		if hasUnsupportedFilters(r) {
@@ -35,21 +43,31 @@ func attachRoutes(ix *index) map[*portInfo][]*model.Route {
 				ns = r.Namespace
 			}
 			si := ix.svcByKey[ns+"/"+p.Name]
-			if si == nil || ns != r.Namespace {
+			if si == nil {
 				continue
 			}
 			for _, pi := range si.ports {
 				if p.Port != 0 && p.Port != pi.port.Port || p.SectionName != "" && p.SectionName != pi.port.Name {
 					continue
 				}
-				if l := out[pi]; len(l) > 0 && l[len(l)-1] == r {
-					continue // two parentRefs of r select the same port
+				if ns == r.Namespace {
+					if l := out[pi]; len(l) > 0 && l[len(l)-1] == r {
+						continue // two parentRefs of r select the same port
+					}
+					out[pi] = append(out[pi], r)
+					continue
 				}
-				out[pi] = append(out[pi], r)
+				if consumer[pi] == nil {
+					consumer[pi] = map[string][]*model.Route{}
+				}
+				if l := consumer[pi][r.Namespace]; len(l) > 0 && l[len(l)-1] == r {
+					continue
+				}
+				consumer[pi][r.Namespace] = append(consumer[pi][r.Namespace], r)
 			}
 		}
 	}
-	return out
+	return out, consumer
 }
 
 func hasUnsupportedFilters(r *model.Route) bool {
@@ -66,10 +84,10 @@ func hasUnsupportedFilters(r *model.Route) bool {
 // route is attached, a default route sending everything to the port's own
 // cluster. When routes are attached and none matches, Envoy (and the Weft
 // proxy) answer 404, as Gateway API requires.
-func (b *outboundBuilder) routeConfig(pi *portInfo) *routev3.RouteConfiguration {
+func (b *outboundBuilder) routeConfig(pi *portInfo, name string, attached []*model.Route) *routev3.RouteConfiguration {
 	pol := b.ix.policyFor(pi)
 	var routes []*routev3.Route
-	if attached := b.attached[pi]; len(attached) == 0 {
+	if len(attached) == 0 {
 		own := &model.RouteRule{Backends: []model.Backend{{
 			Kind: "Service", Namespace: pi.svc.svc.Namespace, Name: pi.svc.svc.Name, Port: pi.port.Port, Weight: 1,
 		}}}
@@ -79,7 +97,7 @@ func (b *outboundBuilder) routeConfig(pi *portInfo) *routev3.RouteConfiguration 
 		routes = b.attachedRoutes(pi, pol, attached)
 	}
 	return &routev3.RouteConfiguration{
-		Name: pi.listener,
+		Name: name,
 		VirtualHosts: []*routev3.VirtualHost{{
 			Name:    pi.listener,
 			Domains: domains(pi),
@@ -344,7 +362,7 @@ func anyValid(wcs []weightedCluster) bool {
 // resolveBackends turns backendRefs into clusters, in the order written,
 // merging refs to the same cluster and dropping zero weights. A backendRef
 // resolves when it is a Service in the route's namespace (ReferenceGrants
-// are not read yet) that has the port; an unset port means the parent's
+// are not read yet), or the parent Service itself, that has the port; an unset port means the parent's
 // port number. One that does not resolve keeps its weight and points at
 // an empty "invalid|..." cluster, so exactly its share of requests fails.
 func (b *outboundBuilder) resolveBackends(parent *portInfo, routeNS string, refs []model.Backend) []weightedCluster {
@@ -366,7 +384,10 @@ func (b *outboundBuilder) resolveBackends(parent *portInfo, routeNS string, refs
 		switch si := b.lookupService(ns + "/" + ref.Name); {
 		case !isServiceRef(ref.Group, ref.Kind):
 			reason = "InvalidKind: " + ref.Kind + " is not a Service"
-		case ns != routeNS:
+		case ns != routeNS && (ns != parent.svc.svc.Namespace || ref.Name != parent.svc.svc.Name):
+			// A consumer route may send to its parent Service (that is
+			// where the traffic was going); other Services in another
+			// namespace need ReferenceGrants, which are not read yet.
 			reason = "RefNotPermitted: Service " + ns + "/" + ref.Name + " is in another namespace than the route"
 		case si == nil:
 			reason = "BackendNotFound: Service " + ns + "/" + ref.Name + " not found"

@@ -2,6 +2,7 @@ package meshcfg
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -105,7 +106,29 @@ func (b *builder) routeConfig(name string, a *anypb.Any) {
 		}
 		rs.plans[rt] = p
 	}
+	if listener, ns, ok := strings.Cut(rc.GetName(), ConsumerRouteSeparator); ok {
+		if b.consumer[listener] == nil {
+			b.consumer[listener] = map[string]*Routes{}
+		}
+		b.consumer[listener][ns] = rs
+		return
+	}
 	b.routes[rc.GetName()] = rs
+}
+
+// ConsumerRouteSeparator joins a listener name and a client namespace into
+// the name of that namespace's consumer RouteConfiguration (GAMMA consumer
+// routes), as the control plane's translate names it.
+const ConsumerRouteSeparator = "|consumer|"
+
+// RoutesFor returns the routes that apply to a client in namespace ns: its
+// namespace's consumer routes when there are any, else the producer
+// routes (nil until they arrive).
+func (sp *ServicePort) RoutesFor(ns string) *Routes {
+	if rs, ok := sp.Consumer[ns]; ok {
+		return rs
+	}
+	return sp.Routes
 }
 
 // clusterPolicy reads the L7 settings of c.

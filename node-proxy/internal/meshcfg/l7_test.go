@@ -333,3 +333,18 @@ func TestAssignmentWithoutCluster(t *testing.T) {
 		t.Errorf("policy (-want +got):\n%s", diff)
 	}
 }
+
+func TestBuildConsumerRoutes(t *testing.T) {
+	consumer := webListener + meshcfg.ConsumerRouteSeparator + "client"
+	c := build(t, withRoutes(t, routeConfig(webListener, ordersRoute()), routeConfig(consumer, legacyRoute(t))))
+	sp, ok := c.Service(netip.MustParseAddrPort("10.96.0.10:80"))
+	if !ok || sp.Routes == nil {
+		t.Fatalf("web:80: got %+v, %v; want its routes", sp, ok)
+	}
+	if got := sp.RoutesFor("client").Table.Name(); got != consumer {
+		t.Errorf("routes for namespace client: %q, want the consumer table %q", got, consumer)
+	}
+	if got := sp.RoutesFor("other").Table.Name(); got != webListener {
+		t.Errorf("routes for namespace other: %q, want the producer table %q", got, webListener)
+	}
+}

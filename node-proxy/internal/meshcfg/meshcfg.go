@@ -80,6 +80,10 @@ type ServicePort struct {
 	// Routes is the port's compiled RouteConfiguration (named Listener);
 	// nil until it arrives.
 	Routes *Routes
+	// Consumer holds the consumer routes by client namespace: routes in
+	// another namespace than the Service, which replace Routes for
+	// clients in their namespace.
+	Consumer map[string]*Routes
 }
 
 // Cluster is an upstream: a Service port's endpoints.
@@ -198,7 +202,7 @@ func Build(res Resources, version uint64) (*Config, error) {
 		local:     map[netip.Addr]*Workload{},
 		raw:       res,
 	}}
-	b.routes = map[string]*Routes{}
+	b.routes, b.consumer = map[string]*Routes{}, map[string]map[string]*Routes{}
 	for _, name := range sortedNames(res[RouteType]) {
 		b.routeConfig(name, res[RouteType][name])
 	}
@@ -224,9 +228,10 @@ func Build(res Resources, version uint64) (*Config, error) {
 }
 
 type builder struct {
-	c      *Config
-	errs   []error
-	routes map[string]*Routes // by RouteConfiguration name
+	c        *Config
+	errs     []error
+	routes   map[string]*Routes            // by RouteConfiguration name
+	consumer map[string]map[string]*Routes // by listener, then namespace
 }
 
 func (b *builder) fail(kind, name, format string, args ...any) {
@@ -306,6 +311,7 @@ func (b *builder) service(name string, a *anypb.Any) {
 			Listener: p.GetListener(),
 			Cluster:  p.GetCluster(),
 			Routes:   b.routes[p.GetListener()],
+			Consumer: b.consumer[p.GetListener()],
 		}
 		for _, ip := range addrs {
 			b.c.services[netip.AddrPortFrom(ip, uint16(p.GetPort()))] = sp

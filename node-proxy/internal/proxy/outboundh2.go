@@ -144,7 +144,7 @@ func (pd *pod) handleH2(w http.ResponseWriter, r *http.Request, dst netip.AddrPo
 		return
 	}
 	rr := route.FromHTTP(r)
-	rt, plan, cl, status, reason := resolve(mc, sp, &rr, func() http.Header { return r.Header })
+	rt, plan, cl, status, reason := resolve(mc, sp, pd.namespace, &rr, func() http.Header { return r.Header })
 	if status != 0 {
 		pd.h2Local(w, r, status, reason)
 		return

@@ -135,7 +135,7 @@ func (hc *h1client) handle() bool {
 	path, query := hc.req.Path()
 	host, _ := hc.req.Get("Host")
 	rr := route.Request{Method: bstr(hc.req.Method), Path: bstr(path), RawQuery: bstr(query), Host: bstr(host)}
-	rt, plan, cl, status, reason := resolve(mc, sp, &rr, hc.header)
+	rt, plan, cl, status, reason := resolve(mc, sp, hc.pd.namespace, &rr, hc.header)
 	if status != 0 {
 		return hc.discardAndReply(status, reason)
 	}
@@ -158,14 +158,15 @@ func (hc *h1client) handle() bool {
 // noPlan is the policy of a request without routes.
 var noPlan = &meshcfg.RoutePlan{}
 
-// resolve finds what serves a request to Service port sp: the matching
-// route and its policy, and the backend cluster chosen by weight. A
-// non-zero status is the local reply instead. header fills rr.Header when
-// a route matches on headers.
-func resolve(mc *meshcfg.Config, sp *meshcfg.ServicePort, rr *route.Request, header func() http.Header) (rt *route.Route, plan *meshcfg.RoutePlan, cl *meshcfg.Cluster, status int, reason string) {
+// resolve finds what serves a request from a client in namespace ns to
+// Service port sp: the matching route (consumer routes of ns first) and
+// its policy, and the backend cluster chosen by weight. A non-zero status
+// is the local reply instead. header fills rr.Header when a route matches
+// on headers.
+func resolve(mc *meshcfg.Config, sp *meshcfg.ServicePort, ns string, rr *route.Request, header func() http.Header) (rt *route.Route, plan *meshcfg.RoutePlan, cl *meshcfg.Cluster, status int, reason string) {
 	plan = noPlan
 	cluster := sp.Cluster
-	if rs := sp.Routes; rs != nil {
+	if rs := sp.RoutesFor(ns); rs != nil {
 		if rs.NeedsHeaders && rr.Header == nil {
 			rr.Header = header()
 		}

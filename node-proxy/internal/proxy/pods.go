@@ -136,6 +136,7 @@ type pod struct {
 	p         *Proxy
 	ref       enroll.PodRef
 	key       string // namespace/name
+	namespace string
 	netnsPath string
 	ns        *netns.NS
 	dialer    *netns.Dialer
@@ -168,7 +169,7 @@ func (p *Proxy) adopt(ctx context.Context, ep enroll.Pod) error {
 	}
 	pctx, cancel := context.WithCancel(context.Background())
 	pd := &pod{
-		p: p, ref: ep.Ref(), key: ep.Namespace + "/" + ep.Name, netnsPath: ep.NetNSPath, ns: ns,
+		p: p, ref: ep.Ref(), key: ep.Namespace + "/" + ep.Name, namespace: ep.Namespace, netnsPath: ep.NetNSPath, ns: ns,
 		dialer: &netns.Dialer{NS: ns, Mark: p.cfg.Redirect.Mark, Timeout: 5 * time.Second},
 		ctx:    pctx, cancel: cancel, certCh: make(chan struct{}), enrolled: time.Now(),
 	}
