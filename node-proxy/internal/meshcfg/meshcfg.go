@@ -471,10 +471,16 @@ func namespaceOf(id spiffeid.ID) string {
 // HTTPPort reports whether the workload's Services declare port as
 // HTTP/1.1.
 func (w *Workload) HTTPPort(port uint16) bool {
+	return w.PortProtocol(port) == xdsv1.Protocol_PROTOCOL_HTTP
+}
+
+// PortProtocol is the protocol the workload's Services declare for port
+// (PROTOCOL_UNSPECIFIED when none does).
+func (w *Workload) PortProtocol(port uint16) xdsv1.Protocol {
 	for _, p := range w.GetPorts() {
 		if p.GetPort() == uint32(port) {
-			return p.GetProtocol() == xdsv1.Protocol_PROTOCOL_HTTP
+			return p.GetProtocol()
 		}
 	}
-	return false
+	return xdsv1.Protocol_PROTOCOL_UNSPECIFIED
 }

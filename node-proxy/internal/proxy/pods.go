@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"golang.org/x/net/http2"
-
 	"context"
 	"errors"
 	"fmt"
@@ -12,12 +10,15 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"golang.org/x/net/http2"
 
 	"github.com/weftmesh/weft/certs/manager"
 	"github.com/weftmesh/weft/node-proxy/internal/enroll"
 	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
 	"github.com/weftmesh/weft/node-proxy/internal/tunnel"
 	"github.com/weftmesh/weft/node-proxy/netns"
+
+	xdsv1 "github.com/weftmesh/weft/api/xds/v1"
 )
 
 // handler is the enrollment API's view of the proxy.
@@ -154,6 +155,7 @@ type pod struct {
 	fetching bool             // a certificate fetch loop runs
 	certErr  error            // the last fetch error
 	h2       *http2.Transport // upstream HTTP/2, made on first use
+	h2app    *http2.Transport // HTTP/2 to the pod's own applications (inbound)
 }
 
 // adopt opens the pod's listeners, then installs its capture rules, and
@@ -205,8 +207,16 @@ func (p *Proxy) adopt(ctx context.Context, ep enroll.Pod) error {
 			if err != nil {
 				return nil, err
 			}
-			if _, w, ok := pd.workload(); ok && w.HTTPPort(dst.Port()) {
+			_, w, ok := pd.workload()
+			if !ok {
+				return c, nil
+			}
+			switch w.PortProtocol(dst.Port()) {
+			case xdsv1.Protocol_PROTOCOL_HTTP:
 				return newIdentityConn(c.(*net.TCPConn), peer.ID, pd.authorizeRequest(peer.ID, uint32(dst.Port()))), nil
+			case xdsv1.Protocol_PROTOCOL_HTTP2, xdsv1.Protocol_PROTOCOL_GRPC:
+				c.Close() // the requests go through the pod's h2c transport
+				return &inboundH2{pd: pd, peer: peer.ID, dst: dst, authorize: pd.authorizeRequest(peer.ID, uint32(dst.Port()))}, nil
 			}
 			return c, nil
 		},
@@ -286,6 +296,9 @@ func (pd *pod) stop() {
 	pd.mu.Lock()
 	if pd.h2 != nil {
 		pd.h2.CloseIdleConnections()
+	}
+	if pd.h2app != nil {
+		pd.h2app.CloseIdleConnections()
 	}
 	pd.mu.Unlock()
 	pd.wg.Wait()

@@ -222,7 +222,8 @@ func (pd *pod) authorizeTunnel(_ context.Context, peer tunnel.Peer, dst netip.Ad
 		pd.p.metrics.denials.WithLabelValues("not_a_workload").Inc()
 		return fmt.Errorf("%w: %s is not a workload identity of %s", tunnel.ErrDenied, peer.ID, pd.p.cfg.TrustDomain)
 	}
-	if w.HTTPPort(dst.Port()) {
+	switch w.PortProtocol(dst.Port()) {
+	case xdsv1.Protocol_PROTOCOL_HTTP, xdsv1.Protocol_PROTOCOL_HTTP2, xdsv1.Protocol_PROTOCOL_GRPC:
 		// Authorized per request, with the method and path
 		// (authorizeRequest), so that rules naming them apply.
 		return nil

@@ -91,6 +91,7 @@ type ServerConfig struct {
 	Authorize func(ctx context.Context, p Peer, dst netip.AddrPort) error
 	// Dial connects to the destination. Nil means a plain TCP dial. A
 	// failure refuses the stream with 503.
+	// A backend that implements StreamHandler serves the stream itself.
 	Dial func(ctx context.Context, p Peer, dst netip.AddrPort) (net.Conn, error)
 	// OnStreamEnd, if set, is called once per handled stream, on the
 	// stream's goroutine, after it ended.
@@ -514,8 +515,22 @@ func (srv *Server) handleOne(c *conn, s *Stream) {
 		srv.observe(&end)
 		return
 	}
-	end.Rx, end.Tx, end.Err = Splice(s, backend)
+	if h, ok := backend.(StreamHandler); ok {
+		end.Rx, end.Tx, end.Err = h.ServeStream(s)
+		s.Close()
+	} else {
+		end.Rx, end.Tx, end.Err = Splice(s, backend)
+	}
 	srv.observe(&end)
+}
+
+// StreamHandler is a backend that serves the accepted stream itself
+// instead of having its bytes spliced (the node proxy's HTTP/2 handling
+// of a pod's h2c and gRPC ports). ServeStream returns the bytes read from
+// and written to the stream.
+type StreamHandler interface {
+	net.Conn
+	ServeStream(s *Stream) (rx, tx int64, err error)
 }
 
 // open runs the per-stream checks and dials; on failure it sets
