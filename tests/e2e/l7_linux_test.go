@@ -3,10 +3,15 @@
 package e2e
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -113,6 +118,7 @@ func TestL7(t *testing.T) {
 		name string
 		fn   func(context.Context, *testing.T, *sandbox.Mesh)
 	}{
+		{"HTTP1Wire", testHTTP1Wire},
 		{"Split90_10", testSplit90_10},
 		{"WeightShiftNoFailures", testWeightShift},
 		{"Retries", testRetries},
@@ -966,5 +972,96 @@ spec:
 	t.Logf("gRPC with Echo allowed: codes %v, pods %v", res.GRPCCodes, res.Pods)
 	if res.GRPCCodes["OK"] != res.Requests {
 		t.Errorf("codes %v; want every call OK", res.GRPCCodes)
+	}
+}
+
+// testHTTP1Wire speaks raw HTTP/1.1 from the client pod to the web
+// Service, through the client's L7 path: pipelining, a body too large to
+// buffer for retries, a chunked body with a trailer, Expect:
+// 100-continue (answered by the proxy), HEAD, HTTP/1.0 without
+// keep-alive, and a smuggling shape refused with 400.
+func testHTTP1Wire(ctx context.Context, t *testing.T, m *sandbox.Mesh) {
+	addr := netip.AddrPortFrom(m.ServiceIP("web.demo"), 80).String()
+	dial := func() (net.Conn, *bufio.Reader) {
+		t.Helper()
+		c, err := m.Dial(ctx, l7Client, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	read := func(br *bufio.Reader, method, what string) *http.Response {
+		t.Helper()
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("%s: body: %v", what, err)
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return resp
+	}
+	want := func(resp *http.Response, code int, what string) {
+		t.Helper()
+		if resp.StatusCode != code || (code == 200 && resp.Header.Get("X-Echo-Pod") == "") {
+			t.Errorf("%s: %d (pod %q, local reply %q); want %d", what, resp.StatusCode, resp.Header.Get("X-Echo-Pod"), resp.Header.Get("X-Weft-Local-Reply"), code)
+		}
+	}
+
+	c, br := dial()
+	defer c.Close()
+	// Two requests in one write.
+	io.WriteString(c, "GET /one HTTP/1.1\r\nHost: web.demo\r\n\r\nGET /two HTTP/1.1\r\nHost: web.demo\r\n\r\n")
+	want(read(br, "GET", "pipelined 1"), 200, "pipelined 1")
+	want(read(br, "GET", "pipelined 2"), 200, "pipelined 2")
+	// A 200 KiB body: more than the 64 KiB kept for retries, streamed.
+	big := bytes.Repeat([]byte("x"), 200<<10)
+	fmt.Fprintf(c, "POST /big HTTP/1.1\r\nHost: web.demo\r\nContent-Length: %d\r\n\r\n", len(big))
+	c.Write(big)
+	want(read(br, "POST", "200 KiB body"), 200, "200 KiB body")
+	// Chunked, with a trailer.
+	io.WriteString(c, "POST /chunked HTTP/1.1\r\nHost: web.demo\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
+	want(read(br, "POST", "chunked body"), 200, "chunked body")
+	// Expect: 100-continue is answered before the body is sent.
+	io.WriteString(c, "POST /expect HTTP/1.1\r\nHost: web.demo\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("Expect: 100-continue: got %q, %v; want 100 Continue", line, err)
+	}
+	if blank, _ := br.ReadString('\n'); blank != "\r\n" {
+		t.Fatalf("100 Continue followed by %q", blank)
+	}
+	io.WriteString(c, "hello")
+	want(read(br, "POST", "after 100-continue"), 200, "after 100-continue")
+	// HEAD: no body, and the connection goes on.
+	io.WriteString(c, "HEAD /head HTTP/1.1\r\nHost: web.demo\r\n\r\n")
+	if resp := read(br, "HEAD", "HEAD"); resp.StatusCode != 200 {
+		t.Errorf("HEAD: %d", resp.StatusCode)
+	}
+	io.WriteString(c, "GET /after-head HTTP/1.1\r\nHost: web.demo\r\n\r\n")
+	want(read(br, "GET", "after HEAD"), 200, "after HEAD")
+
+	// HTTP/1.0 without keep-alive: one response, then the proxy closes.
+	c10, br10 := dial()
+	defer c10.Close()
+	io.WriteString(c10, "GET /old HTTP/1.0\r\nHost: web.demo\r\n\r\n")
+	want(read(br10, "GET", "HTTP/1.0"), 200, "HTTP/1.0")
+	if n, err := br10.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("HTTP/1.0 connection still open after the response: %d, %v", n, err)
+	}
+
+	// Both Content-Length and Transfer-Encoding: refused with 400, closed.
+	cs, brs := dial()
+	defer cs.Close()
+	io.WriteString(cs, "POST /smuggle HTTP/1.1\r\nHost: web.demo\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	resp := read(brs, "POST", "smuggling shape")
+	if resp.StatusCode != 400 || resp.Header.Get("X-Weft-Local-Reply") != "bad_request" {
+		t.Errorf("CL+TE request: %d, local reply %q; want 400 bad_request", resp.StatusCode, resp.Header.Get("X-Weft-Local-Reply"))
+	}
+	if n, err := brs.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("connection still open after a malformed request: %d, %v", n, err)
 	}
 }
