@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -70,6 +71,13 @@ type MeshConfig struct {
 	// an empty non-nil slice means none.
 	Services []ServiceSpec
 
+	// NodeProxyArgs, if set, returns more flags for node i's proxy
+	// (tracing, say).
+	NodeProxyArgs func(node int) []string
+	// BeforeNodeProxies, if set, runs once the namespaces exist and the
+	// control plane runs, before the node proxies start: to open a
+	// listener they will use (an OTLP receiver in a node's namespace).
+	BeforeNodeProxies func(ctx context.Context, m *Mesh) error
 	// Extra are more YAML documents for the config dir (HTTPRoute,
 	// TrafficPolicy, AuthorizationPolicy, ...), written to ExtraFile.
 	Extra []string

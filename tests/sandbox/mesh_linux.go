@@ -107,6 +107,11 @@ func (m *Mesh) start(ctx context.Context) error {
 	if err := m.StartControlPlane(ctx); err != nil {
 		return err
 	}
+	if m.cfg.BeforeNodeProxies != nil {
+		if err := m.cfg.BeforeNodeProxies(ctx, m); err != nil {
+			return err
+		}
+	}
 	if !m.cfg.NoNodeProxies {
 		// Start them all, then wait: they bootstrap in parallel.
 		procs := make([]*Process, len(m.plan.nodes))

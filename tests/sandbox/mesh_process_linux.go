@@ -135,6 +135,9 @@ func (m *Mesh) startNodeProxy(i int) (*Process, error) {
 		"--state-dir", m.NodeProxyStateDir(i),
 		"--probe-sources", netip.PrefixFrom(n.Gateway, 32).String(),
 		"--log-level", "debug"}
+	if m.cfg.NodeProxyArgs != nil {
+		argv = append(argv, m.cfg.NodeProxyArgs(i)...)
+	}
 	p, err := m.startLogged(n.NetNSPath, "node-proxy-"+n.Name+".log", argv)
 	if err != nil {
 		return nil, err

@@ -55,7 +55,16 @@ func run() error {
 	fs.BoolVar(&cfg.OutboundPassthrough, "outbound-passthrough", true, "let enrolled pods reach destinations outside the mesh in plain TCP (false: refuse)")
 	fs.DurationVar(&cfg.EnrollWait, "enroll-wait", 0, "how long an enrollment waits for the control plane to describe an unknown pod (default 5s)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	var traceHeaders headerFlag
+	fs.StringVar(&cfg.Tracing.Endpoint, "tracing-endpoint", "", "OTLP collector for spans: host:port (gRPC, default port 4317) or an HTTP URL; empty turns tracing off")
+	fs.StringVar(&cfg.Tracing.Protocol, "tracing-protocol", "grpc", `OTLP protocol: "grpc" or "http/protobuf"`)
+	fs.Var(&traceHeaders, "tracing-header", "header sent with every span export, name=value (repeatable)")
+	fs.BoolVar(&cfg.Tracing.Insecure, "tracing-insecure", false, "export spans in plaintext (default TLS)")
+	fs.StringVar(&cfg.Tracing.CAFile, "tracing-ca-file", "", "PEM roots that verify the collector (default: the system roots)")
+	fs.Float64Var(&cfg.Tracing.SamplingRatio, "tracing-sampling-ratio", 1, "share of new traces recorded (parent-based: an incoming decision is followed)")
+	fs.IntVar(&cfg.Tracing.QueueSize, "tracing-queue-size", 4096, "spans held for export; beyond it they are dropped and counted, never waited for")
 	_ = fs.Parse(os.Args[1:])
+	cfg.Tracing.Headers = traceHeaders
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -99,4 +108,21 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// headerFlag collects repeated name=value flags.
+type headerFlag map[string]string
+
+func (h *headerFlag) String() string { return fmt.Sprint(map[string]string(*h)) }
+
+func (h *headerFlag) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok || strings.TrimSpace(name) == "" {
+		return fmt.Errorf("%q: want name=value", v)
+	}
+	if *h == nil {
+		*h = headerFlag{}
+	}
+	(*h)[strings.TrimSpace(name)] = value
+	return nil
 }

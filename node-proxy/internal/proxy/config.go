@@ -13,6 +13,7 @@ import (
 
 	"github.com/weftmesh/weft/certs/manager"
 	"github.com/weftmesh/weft/node-proxy/internal/redirect"
+	"github.com/weftmesh/weft/node-proxy/internal/telemetry"
 )
 
 // Config configures a node proxy. Zero durations mean the documented
@@ -65,6 +66,9 @@ type Config struct {
 	// Redirect is the mark and ports of the capture rules. The zero value
 	// means the defaults (15001, 15006, 15008, mark 0x539).
 	Redirect redirect.Config
+
+	// Tracing configures span export (OTLP); no endpoint: off.
+	Tracing telemetry.Config
 
 	// Log receives the proxy's logs. Nil discards them.
 	Log *slog.Logger
@@ -131,6 +135,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("wait durations must not be negative"))
 	}
 	if err := c.withDefaults().Redirect.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Tracing.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

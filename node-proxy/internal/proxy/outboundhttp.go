@@ -23,6 +23,7 @@ import (
 	"github.com/weftmesh/weft/node-proxy/internal/l7/retry"
 	"github.com/weftmesh/weft/node-proxy/internal/l7/route"
 	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
+	"github.com/weftmesh/weft/node-proxy/internal/telemetry"
 	"github.com/weftmesh/weft/node-proxy/internal/tunnel"
 )
 
@@ -80,6 +81,9 @@ type h1client struct {
 	out  []byte // scratch for response heads and local replies
 	body []byte // a buffered request body
 	hdr  http.Header
+
+	trace *reqTrace // the request's span; nil when tracing is off
+	thead []byte    // head plus propagation headers, per attempt
 }
 
 // serveHTTP1 carries HTTP/1.1 requests for the Service port at dst until
@@ -120,6 +124,7 @@ func bstr(b []byte) string {
 // may carry another.
 func (hc *h1client) handle() bool {
 	p := hc.pd.p
+	hc.trace = nil
 	mc := p.mesh.Load()
 	sp, ok := mc.Service(hc.dst)
 	if !ok {
@@ -134,15 +139,27 @@ func (hc *h1client) handle() bool {
 	}
 	path, query := hc.req.Path()
 	host, _ := hc.req.Get("Host")
+	hc.trace = hc.pd.startRequest(hc.lookup, string(hc.req.Method), string(path), string(host), false, sp)
 	rr := route.Request{Method: bstr(hc.req.Method), Path: bstr(path), RawQuery: bstr(query), Host: bstr(host)}
 	rt, plan, cl, status, reason := resolve(mc, sp, hc.pd.namespace, &rr, hc.header)
 	if status != 0 {
 		return hc.discardAndReply(status, reason)
 	}
+	if rt != nil {
+		hc.trace.routed(rt.Name, cl.Name)
+	} else {
+		hc.trace.routed("", cl.Name)
+	}
 	if d, ok := hc.pd.fault(plan); !ok {
+		hc.trace.end(499, "")
 		return false
-	} else if d.Abort {
-		return hc.discardAndReply(d.HTTPStatus, replyFault)
+	} else {
+		if d.Delay > 0 {
+			hc.trace.fault("delay")
+		}
+		if d.Abort {
+			return hc.discardAndReply(d.HTTPStatus, replyFault)
+		}
 	}
 	st, view := p.clusters.state(cl)
 	if max := view.policy.MaxRequests; max > 0 {
@@ -185,6 +202,12 @@ func resolve(mc *meshcfg.Config, sp *meshcfg.ServicePort, ns string, rr *route.R
 		return nil, nil, nil, http.StatusInternalServerError, replyInvalidBackend
 	}
 	return rt, plan, cl, 0, ""
+}
+
+// lookup returns a request header's first value (for propagation).
+func (hc *h1client) lookup(name string) string {
+	v, _ := hc.req.Get(name)
+	return string(v)
 }
 
 // header builds the request's http.Header, for routes that match headers.
@@ -239,6 +262,7 @@ func (hc *h1client) forward(rt *route.Route, plan *meshcfg.RoutePlan, st *cluste
 		}
 		hc.body, replayable, err = bodyFraming.Buffer(hc.body, hc.br, limit)
 		if err != nil {
+			hc.trace.end(499, "")
 			return false
 		}
 	}
@@ -268,8 +292,14 @@ func (hc *h1client) forward(rt *route.Route, plan *meshcfg.RoutePlan, st *cluste
 				tryDeadline = d
 			}
 		}
-		u, res := hc.try(st, view, ep, head, bodyFraming, replayable, tryDeadline)
+		span, hdrs := hc.trace.attempt(attempt, ep)
+		u, res := hc.try(st, view, ep, hc.withTrace(head, hdrs), bodyFraming, replayable, tryDeadline)
 		last = res
+		if res == gotResponse {
+			endAttempt(span, hc.resp.Status, res)
+		} else {
+			endAttempt(span, 0, res)
+		}
 		switch res {
 		case gotResponse:
 			view.picker.Done(i, time.Since(tryStart))
@@ -283,7 +313,9 @@ func (hc *h1client) forward(rt *route.Route, plan *meshcfg.RoutePlan, st *cluste
 				continue
 			}
 			p.metrics.proxied(0, status)
-			return hc.respond(u, rt, deadline, upgrade)
+			keep := hc.respond(u, rt, deadline, upgrade)
+			hc.trace.end(status, "")
+			return keep
 		case denied:
 			view.picker.Done(i, -1)
 			return hc.failReply(res)
@@ -479,6 +511,24 @@ func (hc *h1client) send(u *upConn, head []byte, body h1.Body, replayable bool) 
 	return err
 }
 
+// withTrace returns head with the propagation headers of an attempt
+// added (head itself when there are none).
+func (hc *h1client) withTrace(head []byte, hdrs []telemetry.Header) []byte {
+	if len(hdrs) == 0 {
+		return head
+	}
+	out := append(hc.thead[:0], head[:len(head)-2]...)
+	for _, h := range hdrs {
+		out = append(out, h.Name...)
+		out = append(out, ':', ' ')
+		out = append(out, h.Value...)
+		out = append(out, '\r', '\n')
+	}
+	out = append(out, '\r', '\n')
+	hc.thead = out
+	return out
+}
+
 // hopByHop are the fields the proxy does not forward: it manages each
 // connection itself.
 func hopByHop(name []byte) bool {
@@ -501,7 +551,7 @@ func (hc *h1client) requestHead(rt *route.Route) []byte {
 	if rt != nil && !rt.RequestHeaders.Empty() {
 		mods = &rt.RequestHeaders
 	}
-	out = appendFields(out, hc.req.Fields, mods, false)
+	out = appendFields(out, hc.req.Fields, mods, hc.trace != nil)
 	if hc.req.Upgrade {
 		out = append(out, "Connection: Upgrade\r\n"...)
 	}
@@ -517,7 +567,7 @@ func (hc *h1client) responseHead(rt *route.Route, keep bool) []byte {
 	if rt != nil && !rt.ResponseHeaders.Empty() {
 		mods = &rt.ResponseHeaders
 	}
-	out = appendFields(out, hc.resp.Fields, mods, hc.resp.Status == 101)
+	out = appendFields(out, hc.resp.Fields, mods, false)
 	switch {
 	case hc.resp.Status == 101:
 		out = append(out, "Connection: Upgrade\r\n"...)
@@ -530,8 +580,9 @@ func (hc *h1client) responseHead(rt *route.Route, keep bool) []byte {
 }
 
 // appendFields appends fields as header lines, dropping hop-by-hop ones
-// and applying mods (Remove, then Ops, as Envoy does).
-func appendFields(out []byte, fields []h1.Field, mods *route.HeaderMods, upgrade bool) []byte {
+// (and, with dropTrace, the propagation headers the proxy replaces) and
+// applying mods (Remove, then Ops, as Envoy does).
+func appendFields(out []byte, fields []h1.Field, mods *route.HeaderMods, dropTrace bool) []byte {
 	has := func(name string) bool {
 		for _, f := range fields {
 			if bytes.EqualFold(f.Name, []byte(name)) {
@@ -542,7 +593,7 @@ func appendFields(out []byte, fields []h1.Field, mods *route.HeaderMods, upgrade
 	}
 fields:
 	for _, f := range fields {
-		if hopByHop(f.Name) {
+		if hopByHop(f.Name) || dropTrace && telemetry.IsPropagated(bstr(f.Name)) {
 			continue
 		}
 		if mods != nil {
@@ -703,6 +754,8 @@ func (hc *h1client) discardAndReply(status int, reason string) bool {
 func (hc *h1client) local(status int, reason string, closeConn bool) bool {
 	closeConn = closeConn || hc.req.Close
 	hc.pd.p.metrics.requests.WithLabelValues("outbound", strconv.Itoa(status), reason).Inc()
+	hc.trace.end(status, reason)
+	hc.trace = nil
 	text := localText(reason)
 	out := hc.out[:0]
 	out = append(out, "HTTP/1.1 "...)

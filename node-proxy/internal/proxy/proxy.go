@@ -32,6 +32,7 @@ import (
 	"github.com/weftmesh/weft/node-proxy/internal/enroll"
 	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
 	"github.com/weftmesh/weft/node-proxy/internal/redirect"
+	"github.com/weftmesh/weft/node-proxy/internal/telemetry"
 	"github.com/weftmesh/weft/node-proxy/internal/xdsclient"
 )
 
@@ -48,6 +49,8 @@ type Proxy struct {
 	store   enroll.Store
 
 	mesh atomic.Pointer[meshcfg.Config]
+	// tracer makes the request spans; disabled without an endpoint.
+	tracer *telemetry.Tracer
 	// clusters is the L7 state of upstream clusters (load balancers,
 	// outlier detectors, retry budgets), shared by the node's pods.
 	clusters clusters
@@ -83,6 +86,11 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if p.metrics, err = newMetrics(p.reg, p); err != nil {
+		return nil, err
+	}
+	tcfg := cfg.Tracing
+	tcfg.Node = cfg.Node
+	if p.tracer, err = telemetry.New(tcfg, p.reg); err != nil {
 		return nil, err
 	}
 	p.signer = &manager.GRPCSigner{Addr: cfg.ControlPlane, Node: cfg.Node, TrustDomain: cfg.TrustDomain, Credential: cfg.Credential}
@@ -244,6 +252,11 @@ func (p *Proxy) shutdown() {
 		pd.stop()
 	}
 	_ = p.signer.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.tracer.Shutdown(ctx); err != nil {
+		p.log.Warn("flush spans at shutdown", "error", err)
+	}
 }
 
 // podList returns the enrolled pods. p.mu must be held.

@@ -1,0 +1,166 @@
+package proxy
+
+import (
+	"context"
+	"strconv"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
+	"github.com/weftmesh/weft/node-proxy/internal/telemetry"
+)
+
+// reqTrace is the CLIENT span of one request on the source node proxy,
+// with a child span per attempt. A nil *reqTrace (tracing off) does
+// nothing.
+type reqTrace struct {
+	t    trace.Tracer
+	ctx  context.Context
+	span trace.Span
+	b3   bool // the caller propagated B3: answer in kind
+	name string
+}
+
+// startRequest starts the request's span, continuing the caller's trace
+// (W3C trace context or B3) when it sent one.
+func (pd *pod) startRequest(lookup func(string) string, method, path, host string, http2 bool, sp *meshcfg.ServicePort) *reqTrace {
+	t := pd.p.tracer
+	if !t.Enabled() {
+		return nil
+	}
+	ctx, b3 := telemetry.Extract(context.Background(), &telemetry.Carrier{Lookup: lookup})
+	version := "1.1"
+	if http2 {
+		version = "2"
+	}
+	ctx, span := t.Start(ctx, method, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("http.request.method", method),
+		attribute.String("url.path", path),
+		attribute.String("server.address", host),
+		attribute.Int("server.port", int(sp.Port)),
+		attribute.String("network.protocol.name", "http"),
+		attribute.String("network.protocol.version", version),
+		attribute.String(telemetry.AttrService, sp.Service),
+		attribute.String(telemetry.AttrSourceWorkload, pd.key),
+		attribute.String(telemetry.AttrSourceNamespace, pd.namespace),
+		attribute.String(telemetry.AttrNode, pd.p.cfg.Node),
+	))
+	if id, ok := pd.identity(); ok {
+		span.SetAttributes(attribute.String(telemetry.AttrSourceID, id))
+	}
+	return &reqTrace{t: t, ctx: ctx, span: span, b3: b3, name: method}
+}
+
+// identity is the pod's SPIFFE ID from the configuration.
+func (pd *pod) identity() (string, bool) {
+	mc := pd.p.mesh.Load()
+	if mc == nil {
+		return "", false
+	}
+	w, ok := mc.Workload(pd.key)
+	if !ok {
+		return "", false
+	}
+	return w.Identity.String(), true
+}
+
+// routed records the matched route: the span is named "METHOD route".
+func (rt *reqTrace) routed(route, cluster string) {
+	if rt == nil {
+		return
+	}
+	if route != "" {
+		rt.name += " " + route
+		rt.span.SetName(rt.name)
+		rt.span.SetAttributes(attribute.String("http.route", route))
+	}
+	rt.span.SetAttributes(attribute.String(telemetry.AttrCluster, cluster))
+}
+
+// fault records an injected fault.
+func (rt *reqTrace) fault(kind string) {
+	if rt != nil {
+		rt.span.SetAttributes(attribute.String(telemetry.AttrFault, kind))
+	}
+}
+
+// attempt starts the span of try n (0 for the first) to ep and returns
+// the propagation headers for the forwarded request.
+func (rt *reqTrace) attempt(n int, ep *meshcfg.Endpoint) (trace.Span, []telemetry.Header) {
+	if rt == nil {
+		return nil, nil
+	}
+	ctx, span := rt.t.Start(rt.ctx, rt.name,
+		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+			attribute.Int(telemetry.AttrRetryAttempt, n),
+			attribute.String("server.address", ep.Addr.Addr().String()),
+			attribute.Int("server.port", int(ep.Addr.Port())),
+			attribute.String(telemetry.AttrDestinationID, ep.Identity.String()),
+			attribute.String(telemetry.AttrDestinationWorkload, ep.Pod),
+		))
+	c := &telemetry.Carrier{Lookup: func(string) string { return "" }}
+	telemetry.Inject(ctx, c, rt.b3)
+	return span, c.Out
+}
+
+// endAttempt ends an attempt's span with its outcome.
+func endAttempt(span trace.Span, status int, res outcome) {
+	if span == nil {
+		return
+	}
+	if status != 0 {
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+	}
+	switch {
+	case res == timedOut:
+		span.SetAttributes(attribute.Bool(telemetry.AttrTimeout, true))
+		span.SetStatus(codes.Error, "timeout")
+	case res != gotResponse:
+		span.SetStatus(codes.Error, outcomeName(res))
+	case status >= 500:
+		span.SetStatus(codes.Error, strconv.Itoa(status))
+	}
+	span.End()
+}
+
+func outcomeName(o outcome) string {
+	switch o {
+	case connectFailed:
+		return "connect failed"
+	case resetBeforeResponse:
+		return "reset before response"
+	case timedOut:
+		return "timeout"
+	case denied:
+		return "denied"
+	}
+	return "response"
+}
+
+// end ends the request's span with the status sent to the client and,
+// for an answer the proxy made, its reason.
+func (rt *reqTrace) end(status int, localReason string) {
+	if rt == nil {
+		return
+	}
+	rt.span.SetAttributes(attribute.Int("http.response.status_code", status))
+	if localReason != "" {
+		rt.span.SetAttributes(attribute.String(telemetry.AttrLocalReply, localReason))
+		switch localReason {
+		case replyNoHealthy:
+			rt.span.SetAttributes(attribute.Bool(telemetry.AttrNoHealthyUpstream, true))
+		case replyTimeout:
+			rt.span.SetAttributes(attribute.Bool(telemetry.AttrTimeout, true))
+		case replyDenied:
+			rt.span.SetAttributes(attribute.Bool(telemetry.AttrDenied, true))
+		case replyFault:
+			rt.span.SetAttributes(attribute.String(telemetry.AttrFault, "abort"))
+		}
+	}
+	if status >= 500 {
+		rt.span.SetStatus(codes.Error, strconv.Itoa(status))
+	}
+	rt.span.End()
+}
