@@ -53,7 +53,13 @@ func TestTracing(t *testing.T) {
 			}
 			return sandbox.PodSpec{Name: fmt.Sprintf("web-n%d-p%d", node, j), ServiceAccount: "web", Labels: map[string]string{"app": "web"}}
 		},
-		Services: []sandbox.ServiceSpec{{Name: "web", Selector: map[string]string{"app": "web"}, Ports: http80}},
+		Services: []sandbox.ServiceSpec{
+			{Name: "web", Selector: map[string]string{"app": "web"}, Ports: http80},
+			// b is on node 1, c on node 0: client -> b -> c crosses nodes
+			// twice, four proxy hops.
+			{Name: "b", Selector: map[string]string{"pod": "web-n1-p0"}, Ports: http80},
+			{Name: "c", Selector: map[string]string{"pod": "web-n0-p1"}, Ports: http80},
+		},
 		BeforeNodeProxies: func(ctx context.Context, m *sandbox.Mesh) error {
 			n0 := m.Nodes()[0]
 			sinkIP = n0.IP.String()
@@ -127,7 +133,17 @@ func TestTracing(t *testing.T) {
 				req = s
 			}
 		}
-		return req, otlpsink.Children(spans, req.SpanID)
+		children = otlpsink.Children(spans, req.SpanID)
+		// And the destination's SERVER span under the last attempt.
+		if len(children) > 0 {
+			last := children[len(children)-1].SpanID
+			wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			if err := sink.WaitFor(wctx, func(spans []otlpsink.Span) bool { return len(otlpsink.Children(spans, last)) > 0 }); err != nil {
+				t.Fatalf("no SERVER span under attempt %s: %v", last, err)
+			}
+		}
+		return req, children
 	}
 
 	t.Run("W3CContinued", func(t *testing.T) {
@@ -151,10 +167,86 @@ func TestTracing(t *testing.T) {
 		if len(attempts) != 1 || attempts[0].Attrs["weft.retry.attempt"] != int64(0) {
 			t.Fatalf("attempt spans %v; want one, attempt 0", attempts)
 		}
-		// The application sees the attempt's context, in the same trace.
+		// The destination's SERVER span is the attempt's child, and the
+		// application sees the SERVER span's context.
+		servers := otlpsink.Children(sink.Spans(), attempts[0].SpanID)
+		if len(servers) != 1 || servers[0].Kind != "SERVER" || servers[0].Resource["weft.node"] != m.Nodes()[1].Name && servers[0].Resource["weft.node"] != m.Nodes()[0].Name {
+			t.Fatalf("the attempt's children %v; want one SERVER span", servers)
+		}
 		tp := res.Reply.Headers["Traceparent"]
-		if len(tp) != 1 || tp[0] != "00-"+traceID+"-"+attempts[0].SpanID+"-01" {
-			t.Errorf("the application got traceparent %q; want the attempt span %s of trace %s", tp, attempts[0].SpanID, traceID)
+		if len(tp) != 1 || tp[0] != "00-"+traceID+"-"+servers[0].SpanID+"-01" {
+			t.Errorf("the application got traceparent %q; want the SERVER span %s of trace %s", tp, servers[0].SpanID, traceID)
+		}
+	})
+
+	t.Run("FourHops", func(t *testing.T) {
+		// client -> b (node 1), and b, as an instrumented application,
+		// calls c (node 0) with the trace context it received.
+		res, err := m.Do(ctx, "client", echo.Request{URL: "http://b.demo/first", Header: http.Header{"X-Echo-Call": {"http://c.demo/second"}}})
+		if err != nil || res.Status != 200 || res.Reply == nil || res.Reply.Called == nil || res.Reply.Called.Status != 200 {
+			t.Fatalf("client -> b -> c: %+v, %v", res, err)
+		}
+		traceID := strings.Split(res.Reply.Headers["Traceparent"][0], "-")[1]
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := sink.WaitFor(wctx, func(spans []otlpsink.Span) bool { return len(otlpsink.Trace(spans, traceID)) >= 6 }); err != nil {
+			t.Fatalf("trace %s: %v:\n%s", traceID, err, otlpsink.Tree(otlpsink.Trace(sink.Spans(), traceID)))
+		}
+		spans := otlpsink.Trace(sink.Spans(), traceID)
+		t.Logf("client -> b -> c:\n%s", otlpsink.Tree(spans))
+		// The chain, root first: request (n0), attempt (n0), SERVER (n1,
+		// b), request (n1), attempt (n1), SERVER (n0, c).
+		byParent := map[string][]otlpsink.Span{}
+		var root []otlpsink.Span
+		for _, s := range spans {
+			if s.ParentSpanID == "" {
+				root = append(root, s)
+			}
+			byParent[s.ParentSpanID] = append(byParent[s.ParentSpanID], s)
+		}
+		want := []struct {
+			kind, node, workload string
+			attempt              bool
+		}{
+			{"CLIENT", m.Nodes()[0].Name, "", false},
+			{"CLIENT", m.Nodes()[0].Name, "", true},
+			{"SERVER", m.Nodes()[1].Name, "demo/web-n1-p0", false},
+			{"CLIENT", m.Nodes()[1].Name, "", false},
+			{"CLIENT", m.Nodes()[1].Name, "", true},
+			{"SERVER", m.Nodes()[0].Name, "demo/web-n0-p1", false},
+		}
+		if len(root) != 1 || len(spans) != len(want) {
+			t.Fatalf("%d spans, %d roots; want %d spans in one chain", len(spans), len(root), len(want))
+		}
+		cur := root[0]
+		for i, w := range want {
+			_, isAttempt := cur.Attrs["weft.retry.attempt"]
+			if cur.Kind != w.kind || cur.Resource["weft.node"] != w.node || isAttempt != w.attempt ||
+				(w.workload != "" && cur.Attrs["weft.destination.workload"] != w.workload) {
+				t.Errorf("hop %d: %s on %v (attempt %v, workload %v); want %s on %s (attempt %v, workload %q)",
+					i, cur.Kind, cur.Resource["weft.node"], isAttempt, cur.Attrs["weft.destination.workload"], w.kind, w.node, w.attempt, w.workload)
+			}
+			if cur.Attrs["http.response.status_code"] != int64(200) {
+				t.Errorf("hop %d: status %v", i, cur.Attrs["http.response.status_code"])
+			}
+			if w.kind == "SERVER" && cur.Attrs["weft.source.identity"] == "" {
+				t.Errorf("hop %d: SERVER span without the caller's identity", i)
+			}
+			if i == len(want)-1 {
+				break
+			}
+			next := byParent[cur.SpanID]
+			if len(next) != 1 {
+				t.Fatalf("hop %d (%s %s) has %d children; want 1", i, cur.Kind, cur.SpanID, len(next))
+			}
+			cur = next[0]
+		}
+		protos := map[string]bool{}
+		for _, s := range spans {
+			protos[s.Protocol] = true
+		}
+		if !protos["grpc"] || !protos["http"] {
+			t.Errorf("spans arrived over %v; want both OTLP/gRPC (node 0) and OTLP/HTTP (node 1)", protos)
 		}
 	})
 
@@ -169,8 +261,12 @@ func TestTracing(t *testing.T) {
 		if req.ParentSpanID != parent {
 			t.Errorf("request span's parent %q; want %q", req.ParentSpanID, parent)
 		}
-		if got := res.Reply.Headers["X-B3-Spanid"]; len(got) != 1 || got[0] != attempts[0].SpanID {
-			t.Errorf("the application got X-B3-SpanId %q; want the attempt span %s", got, attempts[0].SpanID)
+		servers := otlpsink.Children(sink.Spans(), attempts[0].SpanID)
+		if len(servers) != 1 {
+			t.Fatalf("the attempt's children %v; want one SERVER span", servers)
+		}
+		if got := res.Reply.Headers["X-B3-Spanid"]; len(got) != 1 || got[0] != servers[0].SpanID {
+			t.Errorf("the application got X-B3-SpanId %q; want the SERVER span %s", got, servers[0].SpanID)
 		}
 		if got := res.Reply.Headers["X-B3-Traceid"]; len(got) != 1 || got[0] != traceID {
 			t.Errorf("the application got X-B3-TraceId %q; want %s", got, traceID)
@@ -207,18 +303,27 @@ spec:
 				return fmt.Errorf("no traceparent reached the application")
 			}
 			traceID := strings.Split(tp[0], "-")[1]
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
-			_ = sink.WaitFor(wctx, func(spans []otlpsink.Span) bool { return len(otlpsink.Trace(spans, traceID)) >= 2 })
+			attemptsOf := func(spans []otlpsink.Span) int {
+				n := 0
+				for _, s := range spans {
+					if s.Attrs["weft.retry.attempt"] != nil {
+						n++
+					}
+				}
+				return n
+			}
+			_ = sink.WaitFor(wctx, func(spans []otlpsink.Span) bool { return attemptsOf(otlpsink.Trace(spans, traceID)) >= 2 })
 			spans := otlpsink.Trace(sink.Spans(), traceID)
-			if len(spans) < 3 {
-				return fmt.Errorf("trace %s has %d spans (not retried?):\n%s", traceID, len(spans), otlpsink.Tree(spans))
+			if attemptsOf(spans) < 2 {
+				return fmt.Errorf("trace %s has %d attempts (not retried?):\n%s", traceID, attemptsOf(spans), otlpsink.Tree(spans))
 			}
 			t.Logf("retried request:\n%s", otlpsink.Tree(spans))
 			var failed, ok int
 			for _, s := range spans {
 				if s.Attrs["weft.retry.attempt"] == nil {
-					if s.ParentSpanID != "" {
+					if s.Kind == "CLIENT" && s.ParentSpanID != "" {
 						t.Errorf("a request without a trace context got a parent: %+v", s)
 					}
 					continue

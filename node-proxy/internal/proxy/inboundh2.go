@@ -17,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/net/http2"
 
+	"github.com/weftmesh/weft/node-proxy/internal/telemetry"
 	"github.com/weftmesh/weft/node-proxy/internal/tunnel"
 )
 
@@ -44,7 +45,9 @@ func (h *inboundH2) ServeStream(s *tunnel.Stream) (rx, tx int64, err error) {
 
 func (h *inboundH2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pd := h.pd
+	span, hdrs := pd.startServer(r.Header.Get, r.Method, r.URL.Path, h.peer, h.dst, true)
 	if err := h.authorize(r.Method, r.URL.EscapedPath()); err != nil {
+		endServer(span, http.StatusForbidden, true)
 		if isGRPC(r.Header) {
 			grpcTrailersOnly(w, 7, "RBAC: access denied") // PERMISSION_DENIED
 			return
@@ -64,8 +67,17 @@ func (h *inboundH2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	out.Header.Set(PeerIdentityHeader, h.peer.String())
+	if hdrs != nil {
+		for _, name := range telemetry.Propagated {
+			out.Header.Del(name)
+		}
+		for _, hd := range hdrs {
+			out.Header.Set(hd.Name, hd.Value)
+		}
+	}
 	resp, err := pd.h2AppTransport().RoundTrip(out)
 	if err != nil {
+		endServer(span, http.StatusServiceUnavailable, false)
 		pd.p.log.Debug("inbound HTTP/2 request failed", "pod", pd.key, "dst", h.dst, "error", err)
 		if isGRPC(r.Header) {
 			grpcTrailersOnly(w, 14, "upstream connect error") // UNAVAILABLE
@@ -80,6 +92,7 @@ func (h *inboundH2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	copyH2Response(w, resp, nil)
+	endServer(span, resp.StatusCode, false)
 }
 
 // h2AppTransport returns the pod's h2c transport to its own

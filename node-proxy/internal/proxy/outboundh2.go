@@ -20,6 +20,7 @@ import (
 	"github.com/weftmesh/weft/node-proxy/internal/l7/retry"
 	"github.com/weftmesh/weft/node-proxy/internal/l7/route"
 	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
+	"github.com/weftmesh/weft/node-proxy/internal/telemetry"
 )
 
 // The client-side HTTP/2 (h2c, gRPC) path: golang.org/x/net/http2's
@@ -29,6 +30,15 @@ import (
 // outlier detection are those of the HTTP/1.1 path. It costs more than the
 // HTTP/1.1 path (a goroutine per stream and net/http's allocations); gRPC
 // and h2c traffic is the minority this path is for.
+
+// traceKey keys a request's *reqTrace in its context.
+type traceKey struct{}
+
+// traceOf returns r's trace, nil when tracing is off.
+func traceOf(r *http.Request) *reqTrace {
+	tr, _ := r.Context().Value(traceKey{}).(*reqTrace)
+	return tr
+}
 
 // errDial marks an upstream connect failure, so that it is told apart from
 // a reset.
@@ -101,6 +111,7 @@ func isGRPC(h http.Header) bool {
 // the gRPC status that matches status (Envoy's mapping).
 func (pd *pod) h2Local(w http.ResponseWriter, r *http.Request, status int, reason string) {
 	pd.p.metrics.requests.WithLabelValues("outbound", strconv.Itoa(status), reason).Inc()
+	traceOf(r).end(status, reason)
 	w.Header().Set("X-Weft-Local-Reply", reason)
 	if isGRPC(r.Header) {
 		grpcTrailersOnly(w, grpcFromHTTP(status), strings.TrimSpace(localText(reason)))
@@ -143,17 +154,32 @@ func (pd *pod) handleH2(w http.ResponseWriter, r *http.Request, dst netip.AddrPo
 		pd.h2Local(w, r, http.StatusServiceUnavailable, replyNoService)
 		return
 	}
+	if tr := pd.startRequest(r.Header.Get, r.Method, r.URL.Path, r.Host, true, sp); tr != nil {
+		r = r.WithContext(context.WithValue(r.Context(), traceKey{}, tr))
+	}
 	rr := route.FromHTTP(r)
 	rt, plan, cl, status, reason := resolve(mc, sp, pd.namespace, &rr, func() http.Header { return r.Header })
 	if status != 0 {
 		pd.h2Local(w, r, status, reason)
 		return
 	}
+	if rt != nil {
+		traceOf(r).routed(rt.Name, cl.Name)
+	} else {
+		traceOf(r).routed("", cl.Name)
+	}
 	grpc := isGRPC(r.Header)
-	if d, ok := pd.fault(plan); !ok {
+	d, ok := pd.fault(plan)
+	if !ok {
+		traceOf(r).end(499, "")
 		return
-	} else if d.Abort {
+	}
+	if d.Delay > 0 {
+		traceOf(r).fault("delay")
+	}
+	if d.Abort {
 		pd.p.metrics.requests.WithLabelValues("outbound", strconv.Itoa(d.HTTPStatus), replyFault).Inc()
+		traceOf(r).end(d.HTTPStatus, replyFault)
 		w.Header().Set("X-Weft-Local-Reply", replyFault)
 		switch {
 		case grpc && d.HasGRPC:
@@ -244,6 +270,15 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 		if rt != nil && !rt.RequestHeaders.Empty() {
 			rt.RequestHeaders.Apply(out.Header)
 		}
+		span, hdrs := traceOf(r).attempt(attempt, ep)
+		if hdrs != nil {
+			for _, name := range telemetry.Propagated {
+				out.Header.Del(name)
+			}
+			for _, h := range hdrs {
+				out.Header.Set(h.Name, h.Value)
+			}
+		}
 		resp, err := tr.RoundTrip(out)
 		if err != nil {
 			cancel()
@@ -260,6 +295,7 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 			if view.outlier != nil {
 				view.outlier.Report(ep.Addr.String(), 503, true)
 			}
+			endAttempt(span, 0, last)
 			if replayable && attempt < pol.Attempts && pol.Retriable(0, nil, last != connectFailed, last == connectFailed) &&
 				pd.retryAllowed(view, deadline, attempt+1, pol) {
 				continue
@@ -268,6 +304,7 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 			return
 		}
 		view.picker.Done(i, time.Since(tryStart))
+		endAttempt(span, resp.StatusCode, gotResponse)
 		var gs *int
 		if v := resp.Header.Get("Grpc-Status"); v != "" {
 			if n, err := strconv.Atoi(v); err == nil {
@@ -286,6 +323,7 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 		pd.p.metrics.proxied(0, resp.StatusCode)
 		copyH2Response(w, resp, rt)
 		cancel()
+		traceOf(r).end(resp.StatusCode, "")
 		return
 	}
 }

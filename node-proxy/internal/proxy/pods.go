@@ -213,6 +213,9 @@ func (p *Proxy) adopt(ctx context.Context, ep enroll.Pod) error {
 			}
 			switch w.PortProtocol(dst.Port()) {
 			case xdsv1.Protocol_PROTOCOL_HTTP:
+				if p.tracer.Enabled() {
+					return &inboundH1{pd: pd, app: c, peer: peer.ID, dst: dst, authorize: pd.authorizeRequest(peer.ID, uint32(dst.Port()))}, nil
+				}
 				return newIdentityConn(c.(*net.TCPConn), peer.ID, pd.authorizeRequest(peer.ID, uint32(dst.Port()))), nil
 			case xdsv1.Protocol_PROTOCOL_HTTP2, xdsv1.Protocol_PROTOCOL_GRPC:
 				c.Close() // the requests go through the pod's h2c transport

@@ -2,7 +2,11 @@ package proxy
 
 import (
 	"context"
+	"net/netip"
 	"strconv"
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -163,4 +167,70 @@ func (rt *reqTrace) end(status int, localReason string) {
 		rt.span.SetStatus(codes.Error, strconv.Itoa(status))
 	}
 	rt.span.End()
+}
+
+// startServer starts the SERVER span of a request arriving at this pod
+// through a tunnel from peer, continuing the trace the request carries,
+// and returns the propagation headers to hand to the application (the
+// SERVER span's context). Nil span when tracing is off.
+func (pd *pod) startServer(lookup func(string) string, method, path string, peer spiffeid.ID, dst netip.AddrPort, http2 bool) (trace.Span, []telemetry.Header) {
+	t := pd.p.tracer
+	if !t.Enabled() {
+		return nil, nil
+	}
+	ctx, b3 := telemetry.Extract(context.Background(), &telemetry.Carrier{Lookup: lookup})
+	version := "1.1"
+	if http2 {
+		version = "2"
+	}
+	ctx, span := t.Start(ctx, method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		attribute.String("http.request.method", method),
+		attribute.String("url.path", path),
+		attribute.String("server.address", dst.Addr().String()),
+		attribute.Int("server.port", int(dst.Port())),
+		attribute.String("network.protocol.name", "http"),
+		attribute.String("network.protocol.version", version),
+		attribute.String(telemetry.AttrSourceID, peer.String()),
+		attribute.String(telemetry.AttrDestinationWorkload, pd.key),
+		attribute.String(telemetry.AttrDestinationNS, pd.namespace),
+		attribute.String(telemetry.AttrNode, pd.p.cfg.Node),
+	))
+	if id, ok := pd.identity(); ok {
+		span.SetAttributes(attribute.String(telemetry.AttrDestinationID, id))
+	}
+	if ns := namespaceOfID(peer); ns != "" {
+		span.SetAttributes(attribute.String(telemetry.AttrSourceNamespace, ns))
+	}
+	c := &telemetry.Carrier{Lookup: func(string) string { return "" }}
+	telemetry.Inject(ctx, c, b3)
+	return span, c.Out
+}
+
+// namespaceOfID is the namespace of a workload SPIFFE ID
+// (spiffe://td/ns/<ns>/sa/<sa>).
+func namespaceOfID(id spiffeid.ID) string {
+	rest, ok := strings.CutPrefix(id.Path(), "/ns/")
+	if !ok {
+		return ""
+	}
+	ns, _, _ := strings.Cut(rest, "/")
+	return ns
+}
+
+// endServer ends a SERVER span with the status sent back (denied: the
+// proxy refused it).
+func endServer(span trace.Span, status int, denied bool) {
+	if span == nil {
+		return
+	}
+	if status != 0 {
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+	}
+	if denied {
+		span.SetAttributes(attribute.Bool(telemetry.AttrDenied, true))
+	}
+	if status >= 500 || status == 0 {
+		span.SetStatus(codes.Error, strconv.Itoa(status))
+	}
+	span.End()
 }

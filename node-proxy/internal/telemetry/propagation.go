@@ -41,16 +41,17 @@ var w3c = propagation.TraceContext{}
 
 // Extract returns the context of an incoming request: W3C traceparent
 // (and tracestate) first, else B3 (single "b3" header, or the X-B3-*
-// headers). b3 reports that the caller used B3, so that Inject answers in
-// kind.
+// headers). b3 reports that the request carried B3 headers, so that
+// Inject answers in kind.
 func Extract(ctx context.Context, c *Carrier) (out context.Context, b3 bool) {
+	b3 = c.Lookup("b3") != "" || c.Lookup("x-b3-traceid") != ""
 	if c.Lookup("traceparent") != "" {
-		return w3c.Extract(ctx, c), false
+		return w3c.Extract(ctx, c), b3
 	}
 	if sc, ok := extractB3(c); ok {
 		return trace.ContextWithRemoteSpanContext(ctx, sc), true
 	}
-	return ctx, false
+	return ctx, b3
 }
 
 // Inject writes the span context of ctx into c.Out: traceparent and

@@ -12,6 +12,10 @@
 //	fail_percent=50    x-echo-fail-percent  answer 503 (or status) this share of the time
 //	fail_pod=NAME      x-echo-fail-pod      answer 503 (or status) when this server is pod NAME
 //	size=1048576       x-echo-size          append this many bytes of body (bulk tests)
+//	call=URL           x-echo-call          first GET URL, passing on the trace context
+//	                                        (traceparent, tracestate, b3, x-b3-*), as an
+//	                                        instrumented application would; the reply's
+//	                                        "called" holds what came back
 //
 // gRPC: weft.echo.v1.Echo/Echo, controlled by request fields or metadata
 // x-echo-delay, x-echo-grpc-status, x-echo-fail-percent.
@@ -73,6 +77,45 @@ type Response struct {
 	// Identity is the caller's SPIFFE ID as the destination node proxy
 	// reported it (header x-weft-peer-identity), when it did.
 	Identity string `json:"identity,omitempty"`
+	// Called is the answer to the call= control, when given.
+	Called *Called `json:"called,omitempty"`
+}
+
+// Called is what a call= request got.
+type Called struct {
+	URL    string `json:"url"`
+	Status int    `json:"status"`
+	Pod    string `json:"pod,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// traceHeaders are passed from a request to the call it makes.
+var traceHeaders = []string{"traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags"}
+
+// call GETs url with r's trace context.
+func call(r *http.Request, url string) *Called {
+	c := &Called{URL: url}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	for _, h := range traceHeaders {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	c.Status, c.Pod = resp.StatusCode, resp.Header.Get("x-echo-pod")
+	return c
 }
 
 // Server is a running weft-echo.
@@ -216,6 +259,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	resp := Response{Pod: s.cfg.Pod, Namespace: s.cfg.Namespace, Node: s.cfg.Node, Method: r.Method, Host: r.Host,
 		Path: r.URL.RequestURI(), Proto: r.Proto, Peer: r.RemoteAddr, Headers: r.Header,
 		Identity: r.Header.Get("x-weft-peer-identity")}
+	if u := control(r, "call", "x-echo-call"); u != "" {
+		resp.Called = call(r, u)
+	}
 	body, _ := json.Marshal(resp)
 	w.Header().Set("content-type", "application/json")
 	w.Header().Set("x-echo-pod", s.cfg.Pod)
