@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -41,6 +42,7 @@ func TestTracing(t *testing.T) {
 
 	var sink *otlpsink.Sink
 	const grpcPort, httpPort = 4317, 4318
+	accessLog := t.TempDir() + "/access.log" // node 0's
 	var sinkIP string
 	http80 := []sandbox.ServicePort{{Name: "http", Port: 80, TargetPort: sandbox.EchoHTTPPort, AppProtocol: "http"}}
 	cfg := sandbox.MeshConfig{
@@ -54,7 +56,7 @@ func TestTracing(t *testing.T) {
 			return sandbox.PodSpec{Name: fmt.Sprintf("web-n%d-p%d", node, j), ServiceAccount: "web", Labels: map[string]string{"app": "web"}}
 		},
 		Services: []sandbox.ServiceSpec{
-			{Name: "web", Selector: map[string]string{"app": "web"}, Ports: http80},
+			{Name: "web", Selector: map[string]string{"app": "web"}, Ports: append(http80, sandbox.ServicePort{Name: "tcp-echo", Port: sandbox.EchoTCPPort})},
 			// b is on node 1, c on node 0: client -> b -> c crosses nodes
 			// twice, four proxy hops.
 			{Name: "b", Selector: map[string]string{"pod": "web-n1-p0"}, Ports: http80},
@@ -83,7 +85,7 @@ func TestTracing(t *testing.T) {
 		NodeProxyArgs: func(node int) []string {
 			args := []string{"--tracing-insecure"}
 			if node == 0 {
-				return append(args, "--tracing-endpoint", fmt.Sprintf("%s:%d", sinkIP, grpcPort))
+				return append(args, "--tracing-endpoint", fmt.Sprintf("%s:%d", sinkIP, grpcPort), "--access-log", accessLog)
 			}
 			return append(args, "--tracing-protocol", "http/protobuf", "--tracing-endpoint", fmt.Sprintf("http://%s:%d/v1/traces", sinkIP, httpPort))
 		},
@@ -340,6 +342,83 @@ spec:
 			}
 			return nil
 		})
+	})
+
+	t.Run("MetricsMatchRequests", func(t *testing.T) {
+		labels := []string{`source_workload="client"`, `source_namespace="demo"`, `destination_service="demo/web"`,
+			`destination_backend="demo/web"`, `destination_namespace="demo"`, `response_code="200"`}
+		before := metricSum(ctx, t, m, 0, "weft_requests_total", labels...)
+		beforeCount := metricSum(ctx, t, m, 0, "weft_request_duration_seconds_count", labels...)
+		before503 := metricSum(ctx, t, m, 0, "weft_requests_total", `destination_service="demo/web"`, `response_code="503"`)
+		res := mustLoad(ctx, t, m, "client", echo.LoadSpec{URL: "http://web.demo/metrics", Requests: 120, Concurrency: 4})
+		fail := mustLoad(ctx, t, m, "client", echo.LoadSpec{URL: "http://web.demo/metrics?status=503", Requests: 30, Concurrency: 2})
+		if res.Status[200] != 120 || fail.Status[503] != 30 {
+			t.Fatalf("loads: %v, %v", res.Status, fail.Status)
+		}
+		got := metricSum(ctx, t, m, 0, "weft_requests_total", labels...) - before
+		gotCount := metricSum(ctx, t, m, 0, "weft_request_duration_seconds_count", labels...) - beforeCount
+		got503 := metricSum(ctx, t, m, 0, "weft_requests_total", `destination_service="demo/web"`, `response_code="503"`) - before503
+		t.Logf("weft_requests_total +%.0f (200), +%.0f (503); duration histogram count +%.0f", got, got503, gotCount)
+		if got != 120 || gotCount != 120 || got503 != 30 {
+			t.Errorf("metrics counted %v 200s (histogram %v) and %v 503s; want 120, 120 and 30", got, gotCount, got503)
+		}
+		// The access log has the requests, with their trace IDs.
+		eventually(t, 10*time.Second, "the access log has the requests", func() error {
+			b, err := os.ReadFile(accessLog)
+			if err != nil {
+				return err
+			}
+			n := 0
+			for _, line := range strings.Split(string(b), "\n") {
+				var e struct {
+					Path    string `json:"path"`
+					Status  int    `json:"status"`
+					TraceID string `json:"trace_id"`
+					Pod     string `json:"upstream_pod"`
+				}
+				if json.Unmarshal([]byte(line), &e) == nil && e.Path == "/metrics?status=503" && e.Status == 503 && len(e.TraceID) == 32 && e.Pod != "" {
+					n++
+				}
+			}
+			if n != 30 {
+				return fmt.Errorf("%d access log lines for the 503 requests; want 30", n)
+			}
+			return nil
+		})
+	})
+
+	t.Run("TCPConnectionSpans", func(t *testing.T) {
+		// A Service port without an HTTP protocol: one span per
+		// connection on each side, the server's the client's child.
+		sink.Reset()
+		vip := m.ServiceIP("web.demo")
+		got, err := tcpEcho(ctx, m, "client", fmt.Sprintf("%s:%d", vip, sandbox.EchoTCPPort), "tcp span")
+		if err != nil || !strings.Contains(got, "tcp span") {
+			t.Fatalf("TCP echo: %q, %v", got, err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		var client, server otlpsink.Span
+		err = sink.WaitFor(wctx, func(spans []otlpsink.Span) bool {
+			for _, s := range spans {
+				if strings.HasPrefix(s.Name, "tcp ") && s.Kind == "CLIENT" {
+					for _, c := range otlpsink.Children(spans, s.SpanID) {
+						if c.Kind == "SERVER" {
+							client, server = s, c
+							return true
+						}
+					}
+				}
+			}
+			return false
+		})
+		if err != nil {
+			t.Fatalf("no CLIENT tcp span with a SERVER child: %v\n%s", err, otlpsink.Tree(sink.Spans()))
+		}
+		t.Logf("TCP connection:\n%s", otlpsink.Tree(otlpsink.Trace(sink.Spans(), client.TraceID)))
+		if client.Attrs["weft.bytes_sent"] != int64(len("tcp span\n")) || server.Attrs["weft.source.identity"] != "spiffe://cluster.local/ns/demo/sa/client" {
+			t.Errorf("client attrs %v, server attrs %v", client.Attrs, server.Attrs)
+		}
 	})
 
 	t.Run("CollectorDown", func(t *testing.T) {

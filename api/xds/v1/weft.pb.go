@@ -311,6 +311,12 @@ type Workload struct {
 	//     no rules matches nothing: it denies everything);
 	//  3. otherwise accept.
 	Authorization []*Authorization `protobuf:"bytes,12,rep,name=authorization,proto3" json:"authorization,omitempty"`
+	// The controller that owns the pod, e.g. the Deployment (not the
+	// ReplicaSet), as the metrics' *_workload labels use: the owner with
+	// controller: true (a ReplicaSet's name without the pod-template-hash
+	// suffix), or, for a pod without one, the label app.kubernetes.io/name,
+	// else app, else the pod name.
+	Workload      string `protobuf:"bytes,13,opt,name=workload,proto3" json:"workload,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -427,6 +433,13 @@ func (x *Workload) GetAuthorization() []*Authorization {
 		return x.Authorization
 	}
 	return nil
+}
+
+func (x *Workload) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
 }
 
 // WorkloadPort is a pod port and its protocol.
@@ -1051,7 +1064,10 @@ type EndpointMetadata struct {
 	// The SPIFFE ID the endpoint must present; "" when it is not in the mesh.
 	Identity string `protobuf:"bytes,3,opt,name=identity,proto3" json:"identity,omitempty"`
 	// How to reach it.
-	Tunnel        Tunnel `protobuf:"varint,4,opt,name=tunnel,proto3,enum=weft.xds.v1.Tunnel" json:"tunnel,omitempty"`
+	Tunnel Tunnel `protobuf:"varint,4,opt,name=tunnel,proto3,enum=weft.xds.v1.Tunnel" json:"tunnel,omitempty"`
+	// The controller that owns the pod, e.g. the Deployment, as the metrics'
+	// *_workload labels use (see Workload.workload); "" when it is not a pod.
+	Workload      string `protobuf:"bytes,5,opt,name=workload,proto3" json:"workload,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1112,6 +1128,13 @@ func (x *EndpointMetadata) GetTunnel() Tunnel {
 		return x.Tunnel
 	}
 	return Tunnel_TUNNEL_NONE
+}
+
+func (x *EndpointMetadata) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
 }
 
 // ClusterMetadata rides on every Cluster, in
@@ -1321,7 +1344,7 @@ var File_api_xds_v1_weft_proto protoreflect.FileDescriptor
 
 const file_api_xds_v1_weft_proto_rawDesc = "" +
 	"\n" +
-	"\x15api/xds/v1/weft.proto\x12\vweft.xds.v1\x1a\x1egoogle/protobuf/duration.proto\"\xac\x03\n" +
+	"\x15api/xds/v1/weft.proto\x12\vweft.xds.v1\x1a\x1egoogle/protobuf/duration.proto\"\xc8\x03\n" +
 	"\bWorkload\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x1c\n" +
@@ -1335,7 +1358,8 @@ const file_api_xds_v1_weft_proto_rawDesc = "" +
 	"\bservices\x18\n" +
 	" \x03(\tR\bservices\x12;\n" +
 	"\finbound_mode\x18\v \x01(\x0e2\x18.weft.xds.v1.InboundModeR\vinboundMode\x12@\n" +
-	"\rauthorization\x18\f \x03(\v2\x1a.weft.xds.v1.AuthorizationR\rauthorization\"U\n" +
+	"\rauthorization\x18\f \x03(\v2\x1a.weft.xds.v1.AuthorizationR\rauthorization\x12\x1a\n" +
+	"\bworkload\x18\r \x01(\tR\bworkload\"U\n" +
 	"\fWorkloadPort\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\x121\n" +
 	"\bprotocol\x18\x02 \x01(\x0e2\x15.weft.xds.v1.ProtocolR\bprotocol\"\xad\x01\n" +
@@ -1378,12 +1402,13 @@ const file_api_xds_v1_weft_proto_rawDesc = "" +
 	"\vTrustBundle\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\ftrust_domain\x18\x02 \x01(\tR\vtrustDomain\x12\x14\n" +
-	"\x05roots\x18\x03 \x03(\fR\x05roots\"\x81\x01\n" +
+	"\x05roots\x18\x03 \x03(\fR\x05roots\"\x9d\x01\n" +
 	"\x10EndpointMetadata\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\tR\x03pod\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1a\n" +
 	"\bidentity\x18\x03 \x01(\tR\bidentity\x12+\n" +
-	"\x06tunnel\x18\x04 \x01(\x0e2\x13.weft.xds.v1.TunnelR\x06tunnel\"\xe3\x01\n" +
+	"\x06tunnel\x18\x04 \x01(\x0e2\x13.weft.xds.v1.TunnelR\x06tunnel\x12\x1a\n" +
+	"\bworkload\x18\x05 \x01(\tR\bworkload\"\xe3\x01\n" +
 	"\x0fClusterMetadata\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12;\n" +

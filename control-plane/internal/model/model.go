@@ -5,7 +5,10 @@
 // xDS types.
 package model
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 // Annotation and label keys users set.
 const (
@@ -37,10 +40,51 @@ type Pod struct {
 	HostNetwork    bool
 	Labels         map[string]string
 	Annotations    map[string]string
+	// Workload is the controller that owns the pod (e.g. the Deployment),
+	// as metrics' source_workload/destination_workload labels name it; see
+	// WorkloadName.
+	Workload string
 }
 
 // Key returns "namespace/name".
 func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
+
+// Keys of the pod labels WorkloadName reads.
+const (
+	PodTemplateHashLabel = "pod-template-hash"
+	AppNameLabel         = "app.kubernetes.io/name"
+	AppLabel             = "app"
+)
+
+// WorkloadName is the name of the workload a pod belongs to, the name
+// metrics and spans use for it (Istio's *_workload, Linkerd's deployment):
+//   - owner (the ownerReference with controller: true) a ReplicaSet: its
+//     name without the "-<pod-template-hash>" suffix, taken from the pod's
+//     pod-template-hash label, so "web-7d9f8b6c5" gives the Deployment
+//     "web"; the ReplicaSet name as is when the label is absent or is not
+//     its suffix;
+//   - owner of any other kind (StatefulSet, DaemonSet, Job...): its name;
+//   - no controller owner (ownerKind or ownerName ""): the label
+//     app.kubernetes.io/name, else the label app, else the pod name.
+func WorkloadName(ownerKind, ownerName string, labels map[string]string, podName string) string {
+	if ownerKind != "" && ownerName != "" {
+		if ownerKind == "ReplicaSet" {
+			if h := labels[PodTemplateHashLabel]; h != "" {
+				if base, ok := strings.CutSuffix(ownerName, "-"+h); ok && base != "" {
+					return base
+				}
+			}
+		}
+		return ownerName
+	}
+	if v := labels[AppNameLabel]; v != "" {
+		return v
+	}
+	if v := labels[AppLabel]; v != "" {
+		return v
+	}
+	return podName
+}
 
 // Enrollment says whether a pod is in the mesh and, if not, why.
 type Enrollment int

@@ -287,10 +287,10 @@ func slicePort(es *model.EndpointSlice, pi *portInfo) int32 {
 	return pi.port.TargetPort
 }
 
-// endpointMetadata says who the endpoint is and how to reach it: through
-// the tunnel, expecting the pod's SPIFFE ID, when the pod is enrolled;
-// plain TCP otherwise. One message per pod and node is shared by all the
-// pod's ports.
+// endpointMetadata says who the endpoint is (pod, node, workload) and how
+// to reach it: through the tunnel, expecting the pod's SPIFFE ID, when the
+// pod is enrolled; plain TCP otherwise. One message per pod and node is
+// shared by all the pod's ports.
 func (b *outboundBuilder) endpointMetadata(e *model.Endpoint) *corev3.Metadata {
 	key := e.Pod + "\x00" + e.NodeName
 	if md, ok := b.endpointMeta[key]; ok {
@@ -301,6 +301,7 @@ func (b *outboundBuilder) endpointMetadata(e *model.Endpoint) *corev3.Metadata {
 		if m.Node == "" {
 			m.Node = pod.NodeName
 		}
+		m.Workload = pod.Workload
 		if model.EnrollmentOf(b.ix.snap.Namespaces[pod.Namespace], pod) == model.Enrolled {
 			m.Identity = spiffeID(b.opts.TrustDomain, pod.Namespace, pod.ServiceAccount)
 			m.Tunnel = xdsv1.Tunnel_TUNNEL_HBONE

@@ -63,6 +63,11 @@ func loadObject(s *model.Snapshot, kind string, doc []byte) error {
 		p := &model.Pod{Namespace: o.Namespace, Name: o.Name, UID: string(o.UID), NodeName: o.Spec.NodeName,
 			ServiceAccount: o.Spec.ServiceAccountName, IP: o.Status.PodIP, HostNetwork: o.Spec.HostNetwork,
 			Labels: o.Labels, Annotations: o.Annotations}
+		var ownerKind, ownerName string
+		if c := metav1.GetControllerOfNoCopy(o); c != nil {
+			ownerKind, ownerName = c.Kind, c.Name
+		}
+		p.Workload = model.WorkloadName(ownerKind, ownerName, o.Labels, o.Name)
 		s.Pods[p.Key()] = p
 	case "Service":
 		o, err := decode[corev1.Service](doc)

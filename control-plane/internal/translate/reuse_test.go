@@ -81,6 +81,11 @@ func TestNextEqualsNewMesh(t *testing.T) {
 			pod.ServiceAccount = "other"
 			s.Pods[pod.Key()] = &pod
 		}},
+		{name: "pod workload (its Workload and its endpoints' metadata)", change: func(s *model.Snapshot) {
+			pod := *s.Pods["ns-3/svc-3-23"]
+			pod.Workload = "svc-3-canary"
+			s.Pods[pod.Key()] = &pod
+		}},
 		{name: "namespace leaves the mesh", change: func(s *model.Snapshot) {
 			s.Namespaces["ns-4"] = &model.Namespace{Name: "ns-4"}
 		}},

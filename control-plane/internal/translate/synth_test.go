@@ -106,6 +106,7 @@ func synthSnapshot(pods, nodes, services int) *model.Snapshot {
 			Namespace: ns, Name: fmt.Sprintf("%s-%d", svcName, p), UID: fmt.Sprintf("uid-%d", p),
 			NodeName: fmt.Sprintf("node-%d", p%nodes), ServiceAccount: svcName,
 			IP: fmt.Sprintf("10.%d.%d.%d", 1+p/65536, (p/256)%256, p%256), Labels: map[string]string{"app": svcName},
+			Workload: svcName,
 		}
 		s.Pods[pod.Key()] = pod
 		es := s.EndpointSlices[ns+"/"+svcName+"-x"]

@@ -37,6 +37,7 @@ func workload(ix *index, pod *model.Pod, opts Options) *xdsv1.Workload {
 		Identity:       spiffeID(opts.TrustDomain, pod.Namespace, sa),
 		ServiceAccount: sa,
 		InboundMode:    inboundMode(ns, pod),
+		Workload:       pod.Workload,
 	}
 	if pod.IP != "" {
 		w.Addresses = []string{pod.IP}

@@ -63,6 +63,7 @@ func run() error {
 	fs.StringVar(&cfg.Tracing.CAFile, "tracing-ca-file", "", "PEM roots that verify the collector (default: the system roots)")
 	fs.Float64Var(&cfg.Tracing.SamplingRatio, "tracing-sampling-ratio", 1, "share of new traces recorded (parent-based: an incoming decision is followed)")
 	fs.IntVar(&cfg.Tracing.QueueSize, "tracing-queue-size", 4096, "spans held for export; beyond it they are dropped and counted, never waited for")
+	fs.StringVar(&cfg.AccessLog, "access-log", "", `JSON access log, one line per HTTP request with its trace ID: a file, "-" for standard output, empty for none`)
 	_ = fs.Parse(os.Args[1:])
 	cfg.Tracing.Headers = traceHeaders
 

@@ -96,9 +96,9 @@ func TestBuildClusterEndpoints(t *testing.T) {
 	c := build(t, meshResources(t, testRoots(t)))
 	webA := spiffeid.RequireFromString(webAID)
 	want := []meshcfg.Endpoint{
-		{Addr: netip.MustParseAddrPort("10.244.1.5:8080"), Pod: "shop/web-a", Node: testNode, Identity: webA, Tunnel: true},
-		{Addr: netip.MustParseAddrPort("10.244.2.7:8080"), Pod: "shop/web-b", Node: "node-b", Identity: webA, Tunnel: true},
-		{Addr: netip.MustParseAddrPort("10.244.3.9:8080"), Pod: "shop/web-legacy", Node: "node-c"},
+		{Addr: netip.MustParseAddrPort("10.244.1.5:8080"), Pod: "shop/web-a", Node: testNode, Workload: "web", Identity: webA, Tunnel: true},
+		{Addr: netip.MustParseAddrPort("10.244.2.7:8080"), Pod: "shop/web-b", Node: "node-b", Workload: "web", Identity: webA, Tunnel: true},
+		{Addr: netip.MustParseAddrPort("10.244.3.9:8080"), Pod: "shop/web-legacy", Node: "node-c", Workload: "web-legacy"},
 		{Addr: netip.MustParseAddrPort("192.0.2.50:80")},
 	}
 	if d := cmp.Diff(want, endpointsOf(t, c, webCluster), equate); d != "" {
@@ -206,7 +206,7 @@ func TestBuildLoadAssignmentBeforeCluster(t *testing.T) {
 	res := meshResources(t, testRoots(t))
 	c := build(t, res)
 	want := []meshcfg.Endpoint{{
-		Addr: netip.MustParseAddrPort("[fd00:10:244:2::4]:5432"), Pod: "data/db-0", Node: "node-b",
+		Addr: netip.MustParseAddrPort("[fd00:10:244:2::4]:5432"), Pod: "data/db-0", Node: "node-b", Workload: "db",
 		Identity: spiffeid.RequireFromString(dbID), Tunnel: true,
 	}}
 	if d := cmp.Diff(want, endpointsOf(t, c, dbCluster), equate); d != "" {
@@ -295,6 +295,9 @@ func TestBuildWorkloads(t *testing.T) {
 	}
 	if got, want := w.GetUid(), workloadWebA().GetUid(); got != want {
 		t.Errorf("Uid: got %q, want %q", got, want)
+	}
+	if got, want := w.GetWorkload(), "web"; got != want {
+		t.Errorf("GetWorkload: got %q, want %q", got, want)
 	}
 	for port, want := range map[uint16]bool{8080: true, 9090: false} {
 		if got := w.HTTPPort(port); got != want {

@@ -89,13 +89,13 @@ func TestBuildErrors(t *testing.T) {
 			}}}},
 		}), []string{`load assignment "` + webCluster + `"`, "not an IP address"}},
 		{"HBONE endpoint without identity", meshcfg.EndpointType, webCluster,
-			cla(ep{"10.244.1.5", 8080, hbone("shop/web-a", testNode, "")}),
+			cla(ep{"10.244.1.5", 8080, hbone("shop/web-a", "web", testNode, "")}),
 			[]string{`load assignment "` + webCluster + `"`, "10.244.1.5:8080", "HBONE without an identity"}},
 		{"endpoint identity", meshcfg.EndpointType, webCluster,
-			cla(ep{"10.244.1.5", 8080, hbone("shop/web-a", testNode, "spiffe://Cluster.Local/ns/shop")}),
+			cla(ep{"10.244.1.5", 8080, hbone("shop/web-a", "web", testNode, "spiffe://Cluster.Local/ns/shop")}),
 			[]string{`load assignment "` + webCluster + `"`, `identity "spiffe://Cluster.Local/ns/shop"`}},
 		{"endpoint identity not a SPIFFE ID", meshcfg.EndpointType, webCluster,
-			cla(ep{"10.244.1.5", 8080, hbone("shop/web-a", testNode, "shop/web")}),
+			cla(ep{"10.244.1.5", 8080, hbone("shop/web-a", "web", testNode, "shop/web")}),
 			[]string{`load assignment "` + webCluster + `"`, `identity "shop/web"`}},
 		{"endpoint unknown tunnel", meshcfg.EndpointType, webCluster,
 			cla(ep{"10.244.1.5", 8080, &xdsv1.EndpointMetadata{Identity: webAID, Tunnel: 7}}),
@@ -162,7 +162,7 @@ func TestBuildReportsEveryError(t *testing.T) {
 	res := meshResources(t, testRoots(t))
 	res[meshcfg.ServiceType]["shop/web"] = nil
 	res[meshcfg.WorkloadType]["shop/web-a"] = &anypb.Any{TypeUrl: meshcfg.WorkloadType, Value: []byte{0xff}}
-	res[meshcfg.EndpointType][dbCluster] = mustAny(t, loadAssignment(t, dbCluster, ep{"fd00::4", 5432, hbone("data/db-0", "node-b", "")}))
+	res[meshcfg.EndpointType][dbCluster] = mustAny(t, loadAssignment(t, dbCluster, ep{"fd00::4", 5432, hbone("data/db-0", "db", "node-b", "")}))
 	c, err := meshcfg.Build(res, 1)
 	if c != nil {
 		t.Errorf("Build: got a Config, want nil")

@@ -81,12 +81,12 @@ type ep struct {
 	meta *xdsv1.EndpointMetadata
 }
 
-func hbone(pod, node, id string) *xdsv1.EndpointMetadata {
-	return &xdsv1.EndpointMetadata{Pod: pod, Node: node, Identity: id, Tunnel: xdsv1.Tunnel_TUNNEL_HBONE}
+func hbone(pod, workload, node, id string) *xdsv1.EndpointMetadata {
+	return &xdsv1.EndpointMetadata{Pod: pod, Workload: workload, Node: node, Identity: id, Tunnel: xdsv1.Tunnel_TUNNEL_HBONE}
 }
 
-func plain(pod, node string) *xdsv1.EndpointMetadata {
-	return &xdsv1.EndpointMetadata{Pod: pod, Node: node}
+func plain(pod, workload, node string) *xdsv1.EndpointMetadata {
+	return &xdsv1.EndpointMetadata{Pod: pod, Workload: workload, Node: node}
 }
 
 func lbEndpoint(t testing.TB, e ep) *endpointv3.LbEndpoint {
@@ -171,6 +171,7 @@ func workloadWebA() *xdsv1.Workload {
 		Uid:            "7c1f6a52-0000-4000-8000-00000000000a",
 		Namespace:      "shop",
 		PodName:        "web-a",
+		Workload:       "web",
 		Node:           testNode,
 		Addresses:      []string{"10.244.1.5"},
 		Identity:       webAID,
@@ -192,6 +193,7 @@ func workloadFrontend() *xdsv1.Workload {
 		Name:           "shop/frontend-0",
 		Namespace:      "shop",
 		PodName:        "frontend-0",
+		Workload:       "frontend",
 		Node:           testNode,
 		Addresses:      []string{"10.244.1.9", "fd00:10:244:1::9"},
 		Identity:       frontID,
@@ -234,14 +236,14 @@ func meshResources(t testing.TB, roots [][]byte) meshcfg.Resources {
 		Service: "shop/nope", Port: 80, InvalidBackend: `Service "shop/nope" not found`,
 	}))
 	add(meshcfg.EndpointType, webCluster, loadAssignment(t, webCluster,
-		ep{"10.244.1.5", 8080, hbone("shop/web-a", testNode, webAID)},
-		ep{"10.244.2.7", 8080, hbone("shop/web-b", "node-b", webAID)},
-		ep{"10.244.3.9", 8080, plain("shop/web-legacy", "node-c")},
+		ep{"10.244.1.5", 8080, hbone("shop/web-a", "web", testNode, webAID)},
+		ep{"10.244.2.7", 8080, hbone("shop/web-b", "web", "node-b", webAID)},
+		ep{"10.244.3.9", 8080, plain("shop/web-legacy", "web-legacy", "node-c")},
 		ep{"192.0.2.50", 80, nil},
 	))
 	add(meshcfg.EndpointType, invalidCluster, loadAssignment(t, invalidCluster))
 	add(meshcfg.EndpointType, dbCluster, loadAssignment(t, dbCluster,
-		ep{"fd00:10:244:2::4", 5432, hbone("data/db-0", "node-b", dbID)},
+		ep{"fd00:10:244:2::4", 5432, hbone("data/db-0", "db", "node-b", dbID)},
 	))
 	for _, w := range []*xdsv1.Workload{workloadWebA(), workloadFrontend()} {
 		add(meshcfg.WorkloadType, w.GetName(), w)

@@ -102,9 +102,12 @@ type Cluster struct {
 
 // Endpoint is one address of a cluster.
 type Endpoint struct {
-	Addr     netip.AddrPort
-	Pod      string // "namespace/pod", or ""
-	Node     string
+	Addr netip.AddrPort
+	Pod  string // "namespace/pod", or ""
+	Node string
+	// Workload is the controller that owns the pod (e.g. the Deployment),
+	// for metrics' destination_workload; "" when not a pod.
+	Workload string
 	Identity spiffeid.ID // zero when not meshed
 	// Tunnel is true when the endpoint is reached through HBONE at
 	// <pod IP>:15008, false for plain TCP.
@@ -387,7 +390,7 @@ func endpoint(lb *endpointv3.LbEndpoint) (*Endpoint, error) {
 	if err := m.UnmarshalTo(&em); err != nil {
 		return nil, fmt.Errorf("endpoint %s metadata: %w", ep.Addr, err)
 	}
-	ep.Pod, ep.Node = em.GetPod(), em.GetNode()
+	ep.Pod, ep.Node, ep.Workload = em.GetPod(), em.GetNode(), em.GetWorkload()
 	if em.GetIdentity() != "" {
 		id, err := spiffeid.FromString(em.GetIdentity())
 		if err != nil {

@@ -69,6 +69,9 @@ type Config struct {
 
 	// Tracing configures span export (OTLP); no endpoint: off.
 	Tracing telemetry.Config
+	// AccessLog is where a JSON line per HTTP request goes: a file path,
+	// "-" for standard output, or empty for none.
+	AccessLog string
 
 	// Log receives the proxy's logs. Nil discards them.
 	Log *slog.Logger

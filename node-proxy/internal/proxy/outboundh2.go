@@ -31,13 +31,23 @@ import (
 // HTTP/1.1 path (a goroutine per stream and net/http's allocations); gRPC
 // and h2c traffic is the minority this path is for.
 
-// traceKey keys a request's *reqTrace in its context.
-type traceKey struct{}
+// recKey keys a request's *reqRecord in its context.
+type recKey struct{}
+
+// recOf returns r's record (a fresh one if it has none yet).
+func recOf(r *http.Request) *reqRecord {
+	if rec, ok := r.Context().Value(recKey{}).(*reqRecord); ok {
+		return rec
+	}
+	return &reqRecord{start: time.Now()}
+}
 
 // traceOf returns r's trace, nil when tracing is off.
 func traceOf(r *http.Request) *reqTrace {
-	tr, _ := r.Context().Value(traceKey{}).(*reqTrace)
-	return tr
+	if rec, ok := r.Context().Value(recKey{}).(*reqRecord); ok {
+		return rec.trace
+	}
+	return nil
 }
 
 // errDial marks an upstream connect failure, so that it is told apart from
@@ -111,7 +121,7 @@ func isGRPC(h http.Header) bool {
 // the gRPC status that matches status (Envoy's mapping).
 func (pd *pod) h2Local(w http.ResponseWriter, r *http.Request, status int, reason string) {
 	pd.p.metrics.requests.WithLabelValues("outbound", strconv.Itoa(status), reason).Inc()
-	traceOf(r).end(status, reason)
+	pd.finish(recOf(r), status, reason)
 	w.Header().Set("X-Weft-Local-Reply", reason)
 	if isGRPC(r.Header) {
 		grpcTrailersOnly(w, grpcFromHTTP(status), strings.TrimSpace(localText(reason)))
@@ -154,15 +164,19 @@ func (pd *pod) handleH2(w http.ResponseWriter, r *http.Request, dst netip.AddrPo
 		pd.h2Local(w, r, http.StatusServiceUnavailable, replyNoService)
 		return
 	}
-	if tr := pd.startRequest(r.Header.Get, r.Method, r.URL.Path, r.Host, true, sp); tr != nil {
-		r = r.WithContext(context.WithValue(r.Context(), traceKey{}, tr))
+	rec := &reqRecord{start: time.Now(), sp: sp}
+	rec.trace = pd.startRequest(r.Header.Get, r.Method, r.URL.Path, r.Host, true, sp)
+	if pd.p.accessLog != nil {
+		rec.method, rec.path, rec.authority = r.Method, r.URL.RequestURI(), r.Host
 	}
+	r = r.WithContext(context.WithValue(r.Context(), recKey{}, rec))
 	rr := route.FromHTTP(r)
 	rt, plan, cl, status, reason := resolve(mc, sp, pd.namespace, &rr, func() http.Header { return r.Header })
 	if status != 0 {
 		pd.h2Local(w, r, status, reason)
 		return
 	}
+	rec.cl = cl
 	if rt != nil {
 		traceOf(r).routed(rt.Name, cl.Name)
 	} else {
@@ -171,15 +185,17 @@ func (pd *pod) handleH2(w http.ResponseWriter, r *http.Request, dst netip.AddrPo
 	grpc := isGRPC(r.Header)
 	d, ok := pd.fault(plan)
 	if !ok {
-		traceOf(r).end(499, "")
+		pd.finish(rec, 499, "")
 		return
 	}
 	if d.Delay > 0 {
+		rec.fault = "delay"
 		traceOf(r).fault("delay")
 	}
 	if d.Abort {
+		rec.fault = "abort"
 		pd.p.metrics.requests.WithLabelValues("outbound", strconv.Itoa(d.HTTPStatus), replyFault).Inc()
-		traceOf(r).end(d.HTTPStatus, replyFault)
+		pd.finish(rec, d.HTTPStatus, replyFault)
 		w.Header().Set("X-Weft-Local-Reply", replyFault)
 		switch {
 		case grpc && d.HasGRPC:
@@ -270,6 +286,8 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 		if rt != nil && !rt.RequestHeaders.Empty() {
 			rt.RequestHeaders.Apply(out.Header)
 		}
+		rec := recOf(r)
+		rec.ep, rec.attempts = ep, attempt+1
 		span, hdrs := traceOf(r).attempt(attempt, ep)
 		if hdrs != nil {
 			for _, name := range telemetry.Propagated {
@@ -323,7 +341,7 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 		pd.p.metrics.proxied(0, resp.StatusCode)
 		copyH2Response(w, resp, rt)
 		cancel()
-		traceOf(r).end(resp.StatusCode, "")
+		pd.finish(recOf(r), resp.StatusCode, "")
 		return
 	}
 }

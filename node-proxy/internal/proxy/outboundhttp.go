@@ -82,7 +82,7 @@ type h1client struct {
 	body []byte // a buffered request body
 	hdr  http.Header
 
-	trace *reqTrace // the request's span; nil when tracing is off
+	rec   reqRecord // the request being served: metrics, access log, span
 	thead []byte    // head plus propagation headers, per attempt
 }
 
@@ -99,6 +99,7 @@ func (pd *pod) serveHTTP1(c net.Conn, dst netip.AddrPort) {
 	pd.p.metrics.connections.WithLabelValues("outbound", resultHTTP, "").Inc()
 	for {
 		err := hc.req.ReadRequest(hc.br)
+		hc.rec = reqRecord{start: time.Now()}
 		if err != nil {
 			if errors.Is(err, h1.ErrMalformed) {
 				hc.local(http.StatusBadRequest, replyBadRequest, true)
@@ -124,7 +125,6 @@ func bstr(b []byte) string {
 // may carry another.
 func (hc *h1client) handle() bool {
 	p := hc.pd.p
-	hc.trace = nil
 	mc := p.mesh.Load()
 	sp, ok := mc.Service(hc.dst)
 	if !ok {
@@ -139,25 +139,32 @@ func (hc *h1client) handle() bool {
 	}
 	path, query := hc.req.Path()
 	host, _ := hc.req.Get("Host")
-	hc.trace = hc.pd.startRequest(hc.lookup, string(hc.req.Method), string(path), string(host), false, sp)
+	hc.rec.sp = sp
+	hc.rec.trace = hc.pd.startRequest(hc.lookup, string(hc.req.Method), string(path), string(host), false, sp)
+	if p.accessLog != nil {
+		hc.rec.method, hc.rec.path, hc.rec.authority = string(hc.req.Method), string(hc.req.Target), string(host)
+	}
 	rr := route.Request{Method: bstr(hc.req.Method), Path: bstr(path), RawQuery: bstr(query), Host: bstr(host)}
 	rt, plan, cl, status, reason := resolve(mc, sp, hc.pd.namespace, &rr, hc.header)
 	if status != 0 {
 		return hc.discardAndReply(status, reason)
 	}
+	hc.rec.cl = cl
 	if rt != nil {
-		hc.trace.routed(rt.Name, cl.Name)
+		hc.rec.trace.routed(rt.Name, cl.Name)
 	} else {
-		hc.trace.routed("", cl.Name)
+		hc.rec.trace.routed("", cl.Name)
 	}
 	if d, ok := hc.pd.fault(plan); !ok {
-		hc.trace.end(499, "")
+		hc.pd.finish(&hc.rec, 499, "")
 		return false
 	} else {
 		if d.Delay > 0 {
-			hc.trace.fault("delay")
+			hc.rec.fault = "delay"
+			hc.rec.trace.fault("delay")
 		}
 		if d.Abort {
+			hc.rec.fault = "abort"
 			return hc.discardAndReply(d.HTTPStatus, replyFault)
 		}
 	}
@@ -262,7 +269,7 @@ func (hc *h1client) forward(rt *route.Route, plan *meshcfg.RoutePlan, st *cluste
 		}
 		hc.body, replayable, err = bodyFraming.Buffer(hc.body, hc.br, limit)
 		if err != nil {
-			hc.trace.end(499, "")
+			hc.pd.finish(&hc.rec, 499, "")
 			return false
 		}
 	}
@@ -292,7 +299,8 @@ func (hc *h1client) forward(rt *route.Route, plan *meshcfg.RoutePlan, st *cluste
 				tryDeadline = d
 			}
 		}
-		span, hdrs := hc.trace.attempt(attempt, ep)
+		hc.rec.ep, hc.rec.attempts = ep, attempt+1
+		span, hdrs := hc.rec.trace.attempt(attempt, ep)
 		u, res := hc.try(st, view, ep, hc.withTrace(head, hdrs), bodyFraming, replayable, tryDeadline)
 		last = res
 		if res == gotResponse {
@@ -314,7 +322,7 @@ func (hc *h1client) forward(rt *route.Route, plan *meshcfg.RoutePlan, st *cluste
 			}
 			p.metrics.proxied(0, status)
 			keep := hc.respond(u, rt, deadline, upgrade)
-			hc.trace.end(status, "")
+			hc.pd.finish(&hc.rec, status, "")
 			return keep
 		case denied:
 			view.picker.Done(i, -1)
@@ -551,7 +559,7 @@ func (hc *h1client) requestHead(rt *route.Route) []byte {
 	if rt != nil && !rt.RequestHeaders.Empty() {
 		mods = &rt.RequestHeaders
 	}
-	out = appendFields(out, hc.req.Fields, mods, hc.trace != nil)
+	out = appendFields(out, hc.req.Fields, mods, hc.rec.trace != nil)
 	if hc.req.Upgrade {
 		out = append(out, "Connection: Upgrade\r\n"...)
 	}
@@ -754,8 +762,7 @@ func (hc *h1client) discardAndReply(status int, reason string) bool {
 func (hc *h1client) local(status int, reason string, closeConn bool) bool {
 	closeConn = closeConn || hc.req.Close
 	hc.pd.p.metrics.requests.WithLabelValues("outbound", strconv.Itoa(status), reason).Inc()
-	hc.trace.end(status, reason)
-	hc.trace = nil
+	hc.pd.finish(&hc.rec, status, reason)
 	text := localText(reason)
 	out := hc.out[:0]
 	out = append(out, "HTTP/1.1 "...)

@@ -51,6 +51,10 @@ type Proxy struct {
 	mesh atomic.Pointer[meshcfg.Config]
 	// tracer makes the request spans; disabled without an endpoint.
 	tracer *telemetry.Tracer
+	// reqMetrics are weft_requests_total and its histogram.
+	reqMetrics *reqMetrics
+	// accessLog writes a JSON line per request; nil when off.
+	accessLog *accessLog
 	// clusters is the L7 state of upstream clusters (load balancers,
 	// outlier detectors, retry budgets), shared by the node's pods.
 	clusters clusters
@@ -92,6 +96,12 @@ func New(cfg Config) (*Proxy, error) {
 	tcfg.Node = cfg.Node
 	if p.tracer, err = telemetry.New(tcfg, p.reg); err != nil {
 		return nil, err
+	}
+	if p.reqMetrics, err = newReqMetrics(p.reg); err != nil {
+		return nil, err
+	}
+	if p.accessLog, err = openAccessLog(cfg.AccessLog); err != nil {
+		return nil, fmt.Errorf("access log: %w", err)
 	}
 	p.signer = &manager.GRPCSigner{Addr: cfg.ControlPlane, Node: cfg.Node, TrustDomain: cfg.TrustDomain, Credential: cfg.Credential}
 	p.mgr, err = manager.New(manager.Config{Signer: p.signer, TrustDomain: cfg.TrustDomain, Bundle: bundle, Log: cfg.Log})
@@ -167,6 +177,9 @@ func Run(ctx context.Context, cfg Config) error {
 func (p *Proxy) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if p.accessLog != nil {
+		go p.accessLog.flushLoop(ctx.Done())
+	}
 	servers, err := p.listenHTTP()
 	if err != nil {
 		return err
@@ -252,6 +265,9 @@ func (p *Proxy) shutdown() {
 		pd.stop()
 	}
 	_ = p.signer.Close()
+	if p.accessLog != nil {
+		p.accessLog.close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := p.tracer.Shutdown(ctx); err != nil {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -14,6 +15,9 @@ import (
 
 	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
 	"github.com/weftmesh/weft/node-proxy/internal/telemetry"
+	"github.com/weftmesh/weft/node-proxy/internal/tunnel"
+
+	xdsv1 "github.com/weftmesh/weft/api/xds/v1"
 )
 
 // reqTrace is the CLIENT span of one request on the source node proxy,
@@ -233,4 +237,110 @@ func endServer(span trace.Span, status int, denied bool) {
 		span.SetStatus(codes.Error, strconv.Itoa(status))
 	}
 	span.End()
+}
+
+// connTrace is the CLIENT span of a connection carried at L4; nil when
+// tracing is off.
+type connTrace struct {
+	span trace.Span
+	hdr  tunnel.Headers // the span's context for the tunnel's CONNECT
+}
+
+// startConn starts the span of an outbound L4 connection to dst.
+func (pd *pod) startConn(dst netip.AddrPort, start time.Time) *connTrace {
+	t := pd.p.tracer
+	if !t.Enabled() {
+		return nil
+	}
+	ctx, span := t.Start(context.Background(), "tcp "+dst.String(), trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(start),
+		trace.WithAttributes(
+			attribute.String("network.transport", "tcp"),
+			attribute.String("server.address", dst.Addr().String()),
+			attribute.Int("server.port", int(dst.Port())),
+			attribute.String(telemetry.AttrSourceWorkload, pd.key),
+			attribute.String(telemetry.AttrSourceNamespace, pd.namespace),
+			attribute.String(telemetry.AttrNode, pd.p.cfg.Node),
+		))
+	c := &telemetry.Carrier{Lookup: func(string) string { return "" }}
+	telemetry.Inject(ctx, c, false)
+	ct := &connTrace{span: span}
+	for _, h := range c.Out {
+		switch h.Name {
+		case "traceparent":
+			ct.hdr.Traceparent = h.Value
+		case "tracestate":
+			ct.hdr.Tracestate = h.Value
+		}
+	}
+	return ct
+}
+
+func (ct *connTrace) headers() tunnel.Headers {
+	if ct == nil {
+		return tunnel.Headers{}
+	}
+	return ct.hdr
+}
+
+// end ends the connection's span: result is how it was carried (or
+// refused, with reason), up and down the bytes each way.
+func (ct *connTrace) end(result, reason string, up, down int64) {
+	if ct == nil {
+		return
+	}
+	ct.span.SetAttributes(attribute.String("weft.result", result), attribute.Int64("weft.bytes_sent", up), attribute.Int64("weft.bytes_received", down))
+	if reason != "" {
+		ct.span.SetAttributes(attribute.String("weft.reason", reason))
+		ct.span.SetStatus(codes.Error, reason)
+	}
+	ct.span.End()
+}
+
+// serverConnSpan records the SERVER span of a tunnel stream carried at L4
+// (HTTP ports have a span per request instead), continuing the client's
+// connection span from the CONNECT's traceparent.
+func (pd *pod) serverConnSpan(e tunnel.StreamEnd) {
+	t := pd.p.tracer
+	if !t.Enabled() {
+		return
+	}
+	if _, w, ok := pd.workload(); ok {
+		switch w.PortProtocol(e.Authority.Port()) {
+		case xdsv1.Protocol_PROTOCOL_HTTP, xdsv1.Protocol_PROTOCOL_HTTP2, xdsv1.Protocol_PROTOCOL_GRPC:
+			if e.Status == 200 {
+				return
+			}
+		}
+	}
+	hdr := e.Headers
+	ctx, _ := telemetry.Extract(context.Background(), &telemetry.Carrier{Lookup: func(name string) string {
+		switch name {
+		case "traceparent":
+			return hdr.Traceparent
+		case "tracestate":
+			return hdr.Tracestate
+		}
+		return ""
+	}})
+	_, span := t.Start(ctx, "tcp "+e.Authority.String(), trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(e.Start),
+		trace.WithAttributes(
+			attribute.String("network.transport", "tcp"),
+			attribute.String("server.address", e.Authority.Addr().String()),
+			attribute.Int("server.port", int(e.Authority.Port())),
+			attribute.String(telemetry.AttrSourceID, e.Peer.ID.String()),
+			attribute.String(telemetry.AttrDestinationWorkload, pd.key),
+			attribute.String(telemetry.AttrDestinationNS, pd.namespace),
+			attribute.String(telemetry.AttrNode, pd.p.cfg.Node),
+			attribute.Int("weft.tunnel.status", e.Status),
+			attribute.Int64("weft.bytes_received", e.Rx),
+			attribute.Int64("weft.bytes_sent", e.Tx),
+		))
+	if e.Status != 200 {
+		span.SetAttributes(attribute.String("weft.reason", e.Reason))
+		if e.Status == 401 || e.Status == 403 {
+			span.SetAttributes(attribute.Bool(telemetry.AttrDenied, true))
+		}
+		span.SetStatus(codes.Error, e.Reason)
+	}
+	span.End(trace.WithTimestamp(e.Start.Add(e.Duration)))
 }

@@ -62,6 +62,7 @@ func (pd *pod) outbound(c *net.TCPConn) {
 		reset(c)
 		return
 	}
+	start := time.Now()
 	var in net.Conn = c
 	if sp, ok := mc.Service(dst); ok {
 		switch l7, conn := pd.detect(c, sp); l7 {
@@ -75,10 +76,12 @@ func (pd *pod) outbound(c *net.TCPConn) {
 			in = conn
 		}
 	}
+	ct := pd.startConn(dst, start)
 	ctx, cancel := context.WithTimeout(pd.ctx, dialTimeout)
-	up, result, reason, err := pd.dialOutbound(ctx, mc, w, dst)
+	up, result, reason, err := pd.dialOutbound(ctx, mc, w, dst, ct.headers())
 	cancel()
 	if err != nil {
+		ct.end(resultRefused, reason, 0, 0)
 		p.metrics.refuse("outbound", reason)
 		p.log.Debug("outbound refused", "pod", pd.key, "dst", dst, "reason", reason, "error", err)
 		reset(c)
@@ -88,11 +91,12 @@ func (pd *pod) outbound(c *net.TCPConn) {
 	defer context.AfterFunc(pd.ctx, func() { reset(c); up.Close() })()
 	up2, down := pipe(in, up)
 	p.metrics.addBytes("outbound", up2, down)
+	ct.end(result, "", up2, down)
 }
 
 // dialOutbound opens the upstream for dst: a tunnel stream to a meshed
 // endpoint, a plain connection otherwise. reason is set on failure.
-func (pd *pod) dialOutbound(ctx context.Context, mc *meshcfg.Config, w *meshcfg.Workload, dst netip.AddrPort) (up net.Conn, result, reason string, err error) {
+func (pd *pod) dialOutbound(ctx context.Context, mc *meshcfg.Config, w *meshcfg.Workload, dst netip.AddrPort, hdr tunnel.Headers) (up net.Conn, result, reason string, err error) {
 	var ep *meshcfg.Endpoint
 	authority := dst
 	if sp, ok := mc.Service(dst); ok {
@@ -114,7 +118,7 @@ func (pd *pod) dialOutbound(ctx context.Context, mc *meshcfg.Config, w *meshcfg.
 			return nil, "", "no_certificate", err
 		}
 		tdst := netip.AddrPortFrom(ep.Addr.Addr(), pd.p.cfg.Redirect.TunnelPort)
-		s, err := pd.client.Dial(ctx, svid, ep.Identity, tdst, authority, tunnel.Headers{})
+		s, err := pd.client.Dial(ctx, svid, ep.Identity, tdst, authority, hdr)
 		if err != nil {
 			return nil, "", tunnelReason(err), err
 		}
@@ -262,6 +266,7 @@ func (pd *pod) authorizeRequest(peer spiffeid.ID, port uint32) func(method, path
 // streamEnded records an inbound tunnel stream.
 func (pd *pod) streamEnded(e tunnel.StreamEnd) {
 	p := pd.p
+	pd.serverConnSpan(e)
 	if e.Status == 200 {
 		p.metrics.connections.WithLabelValues("inbound", resultTunnel, "").Inc()
 		p.metrics.addBytes("inbound", e.Rx, e.Tx)

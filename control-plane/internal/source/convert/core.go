@@ -42,8 +42,13 @@ func Namespace(ns *corev1.Namespace) *model.Namespace {
 	return &model.Namespace{Name: ns.Name, Labels: maps.Clone(ns.Labels), Annotations: annotations(ns.Annotations)}
 }
 
-// Pod converts a Pod.
+// Pod converts a Pod. Workload comes from the ownerReference with
+// controller: true and the labels (model.WorkloadName).
 func Pod(p *corev1.Pod) *model.Pod {
+	var ownerKind, ownerName string
+	if o := metav1.GetControllerOfNoCopy(p); o != nil {
+		ownerKind, ownerName = o.Kind, o.Name
+	}
 	return &model.Pod{
 		Namespace:      p.Namespace,
 		Name:           p.Name,
@@ -54,6 +59,7 @@ func Pod(p *corev1.Pod) *model.Pod {
 		HostNetwork:    p.Spec.HostNetwork,
 		Labels:         maps.Clone(p.Labels),
 		Annotations:    annotations(p.Annotations),
+		Workload:       model.WorkloadName(ownerKind, ownerName, p.Labels, p.Name),
 	}
 }
 

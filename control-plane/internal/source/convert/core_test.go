@@ -28,7 +28,7 @@ spec: {nodeName: node-a, serviceAccountName: cart, hostNetwork: true, containers
 status: {podIP: 10.1.0.2}
 `)
 	wantPod := &model.Pod{Namespace: "shop", Name: "cart-1", UID: "u1", NodeName: "node-a", ServiceAccount: "cart",
-		IP: "10.1.0.2", HostNetwork: true, Labels: map[string]string{"app": "cart"}}
+		IP: "10.1.0.2", HostNetwork: true, Labels: map[string]string{"app": "cart"}, Workload: "cart"}
 	got := Pod(pod)
 	if d := diff(got, wantPod); d != "" {
 		t.Errorf("Pod (-want +got):\n%s", d)
@@ -37,6 +37,47 @@ status: {podIP: 10.1.0.2}
 	pod.Labels["app"] = "changed"
 	if got.Labels["app"] != "cart" {
 		t.Errorf("model pod labels follow a change of the API object: %v", got.Labels)
+	}
+}
+
+func TestPodWorkload(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"Deployment's ReplicaSet", `
+metadata:
+  name: web-7d9f8b6c5-x2k4p
+  labels: {app: shop, pod-template-hash: 7d9f8b6c5}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-7d9f8b6c5, uid: r1, controller: true}]
+`, "web"},
+		{"ReplicaSet without pod-template-hash", `
+metadata:
+  name: web-x2k4p
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web, uid: r1, controller: true}]
+`, "web"},
+		{"StatefulSet", `
+metadata:
+  name: db-0
+  labels: {app: shop}
+  ownerReferences: [{apiVersion: apps/v1, kind: StatefulSet, name: db, uid: s1, controller: true}]
+`, "db"},
+		{"only the controller owner counts", `
+metadata:
+  name: agent-abcde
+  ownerReferences:
+  - {apiVersion: v1, kind: ConfigMap, name: cfg, uid: c1}
+  - {apiVersion: apps/v1, kind: DaemonSet, name: agent, uid: d1, controller: true}
+`, "agent"},
+		{"no controller owner: app.kubernetes.io/name", `
+metadata:
+  name: solo
+  labels: {app.kubernetes.io/name: cart, app: c}
+  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: cfg, uid: c1, controller: false}]
+`, "cart"},
+		{"no owner: app", `{metadata: {name: solo, labels: {app: c}}}`, "c"},
+		{"no owner, no labels: pod name", `{metadata: {name: solo}}`, "solo"},
+	} {
+		if got := Pod(decode[corev1.Pod](t, tc.in)).Workload; got != tc.want {
+			t.Errorf("%s: Workload %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
 
