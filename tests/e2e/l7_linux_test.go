@@ -733,8 +733,14 @@ spec:
 			t.Errorf("restart weft-echo in %s: %v", dead, err)
 		}
 	}()
+	ejectionsBefore := metricSum(ctx, t, m, 0, "weft_proxy_outlier_ejections_total", `cluster="outbound|80||outlier.demo.svc.cluster.local"`)
 	first := mustLoad(ctx, t, m, l7Client, echo.LoadSpec{URL: url + "first", Requests: 50, Concurrency: 1})
 	second := mustLoad(ctx, t, m, l7Client, echo.LoadSpec{URL: url + "second", Requests: 50, Concurrency: 1})
+	ejected := metricSum(ctx, t, m, 0, "weft_proxy_outlier_ejected", `cluster="outbound|80||outlier.demo.svc.cluster.local"`)
+	ejections := metricSum(ctx, t, m, 0, "weft_proxy_outlier_ejections_total", `cluster="outbound|80||outlier.demo.svc.cluster.local"`) - ejectionsBefore
+	if ejected != 1 || ejections < 1 {
+		t.Errorf("weft_proxy_outlier_ejected %v, ejections +%v; want 1 endpoint ejected", ejected, ejections)
+	}
 	failures := first.Requests - first.Status[200]
 	t.Logf("outlier: first 50: status %v, errors %d %v, pods %v; last 50: status %v, errors %d, pods %v",
 		first.Status, first.Errors, first.ErrorSamples, first.Pods, second.Status, second.Errors, second.Pods)

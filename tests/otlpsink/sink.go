@@ -95,6 +95,7 @@ type Sink struct {
 
 	mu       sync.Mutex
 	spans    []Span
+	discard  bool // count spans without keeping them
 	stats    Stats
 	changed  chan struct{} // closed (and replaced) whenever spans change
 	delay    time.Duration
@@ -368,12 +369,35 @@ func (s *Sink) countFailure() {
 }
 
 func (s *Sink) store(req *coltracepb.ExportTraceServiceRequest, protocol string) {
+	s.mu.Lock()
+	discard := s.discard
+	s.mu.Unlock()
+	if discard {
+		n := 0
+		for _, rs := range req.GetResourceSpans() {
+			for _, ss := range rs.GetScopeSpans() {
+				n += len(ss.GetSpans())
+			}
+		}
+		s.mu.Lock()
+		s.stats.Spans += n
+		s.mu.Unlock()
+		return
+	}
 	spans := convert(req, protocol)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.spans = append(s.spans, spans...)
 	s.stats.Spans += len(spans)
 	s.notifyLocked()
+}
+
+// SetDiscard makes the sink count spans without keeping them (a
+// benchmark's collector).
+func (s *Sink) SetDiscard(discard bool) {
+	s.mu.Lock()
+	s.discard = discard
+	s.mu.Unlock()
 }
 
 // Export implements the OTLP/gRPC TraceService.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/node-proxy/internal/l7/lb"
@@ -193,4 +194,34 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// outlierCollector reports each cluster's outlier detection state:
+// weft_proxy_outlier_ejected (endpoints ejected now) and
+// weft_proxy_outlier_ejections_total.
+type outlierCollector struct{ cs *clusters }
+
+var (
+	descEjected = prometheus.NewDesc("weft_proxy_outlier_ejected",
+		"Endpoints of the cluster ejected by outlier detection now, on this node.", []string{"cluster"}, nil)
+	descEjections = prometheus.NewDesc("weft_proxy_outlier_ejections_total",
+		"Ejections by outlier detection since the node proxy started.", []string{"cluster"}, nil)
+)
+
+func (c outlierCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descEjected
+	ch <- descEjections
+}
+
+func (c outlierCollector) Collect(ch chan<- prometheus.Metric) {
+	c.cs.m.Range(func(k, v any) bool {
+		view := v.(*clusterState).view.Load()
+		if view == nil || view.outlier == nil {
+			return true
+		}
+		s := view.outlier.Stats()
+		ch <- prometheus.MustNewConstMetric(descEjected, prometheus.GaugeValue, float64(s.Ejected), k.(string))
+		ch <- prometheus.MustNewConstMetric(descEjections, prometheus.CounterValue, float64(s.EjectionsTotal), k.(string))
+		return true
+	})
 }

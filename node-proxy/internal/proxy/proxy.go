@@ -100,6 +100,9 @@ func New(cfg Config) (*Proxy, error) {
 	if p.reqMetrics, err = newReqMetrics(p.reg); err != nil {
 		return nil, err
 	}
+	if err := p.reg.Register(outlierCollector{&p.clusters}); err != nil {
+		return nil, err
+	}
 	if p.accessLog, err = openAccessLog(cfg.AccessLog); err != nil {
 		return nil, fmt.Errorf("access log: %w", err)
 	}

@@ -36,6 +36,9 @@ type config struct {
 	BulkConns int
 	// HTTPRow adds the meshed L7 path (client-side L7, server-side identity header).
 	HTTPRow bool
+	// Tracing exports spans from both node proxies to an OTLP receiver
+	// in node 0 (one that counts and discards them): the cost of tracing.
+	Tracing bool
 	// RelayRow adds the reference path through two Go TLS relays.
 	RelayRow bool
 	// Backend is the server the load goes to: "echo" (weft-echo, Go
@@ -130,6 +133,7 @@ func main() {
 	flag.IntVar(&c.LatencyConns, "latency-c", 16, "fortio connections")
 	flag.IntVar(&c.BulkSize, "bulk-size", 16<<20, "bytes of body per bulk response")
 	flag.IntVar(&c.BulkConns, "bulk-c", 1, "connections reading bulk responses at once")
+	flag.BoolVar(&c.Tracing, "tracing", false, "run the node proxies with tracing on, exporting every span over OTLP/gRPC to a receiver in node 0")
 	flag.BoolVar(&c.HTTPRow, "http", true, "also measure the meshed L7 path (the client node proxy handles each request at L7; the server node proxy adds the identity header)")
 	flag.BoolVar(&c.RelayRow, "relay", true, "also measure a reference path through two stdlib Go TLS relays (one mTLS connection per app connection), the peers' design")
 	flag.StringVar(&c.Backend, "backend", backendEcho, "server in the server pods: echo (weft-echo, which the sandbox runs) or nginx (Debian's, like the peers' measurements in PERFORMANCE.md)")

@@ -19,7 +19,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftmesh/weft/node-proxy/netns"
 	"github.com/weftmesh/weft/tests/apps/echo"
+	"github.com/weftmesh/weft/tests/otlpsink"
 	"github.com/weftmesh/weft/tests/sandbox"
 )
 
@@ -76,7 +78,8 @@ type bench struct {
 	t       tools
 	m       *sandbox.Mesh
 	paths   []path
-	proxies []proxyProc // node 0 (client side), node 1 (server side)
+	proxies []proxyProc    // node 0 (client side), node 1 (server side)
+	sink    *otlpsink.Sink // -tracing: the OTLP receiver
 }
 
 // setUp starts the sandbox mesh, a second weft-echo for the HTTP row,
@@ -195,7 +198,33 @@ func setUp(ctx context.Context, c config, t tools) (b *bench, err error) {
 	return b, nil
 }
 
-func (b *bench) down() error { return b.m.Down() }
+func (b *bench) down() error {
+	if b.sink != nil {
+		logf("the OTLP receiver got %d spans", b.sink.Stats().Spans)
+		b.sink.Close()
+	}
+	return b.m.Down()
+}
+
+// startSink starts the -tracing OTLP receiver on node 0's address.
+func (b *bench) startSink() (string, error) {
+	n0 := b.m.Nodes()[0]
+	ns, err := netns.Open(n0.NetNSPath)
+	if err != nil {
+		return "", err
+	}
+	defer ns.Close()
+	addr := netip.AddrPortFrom(n0.IP, 4317).String()
+	ln, err := netns.Listen(ns, "tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	if b.sink, err = otlpsink.Serve(ln, nil); err != nil {
+		return "", err
+	}
+	b.sink.SetDiscard(true)
+	return addr, nil
+}
 
 // startHTTPRowEcho runs a second weft-echo in mesh-n1 on httpRowPort, the
 // pod port svcHTTP declares as HTTP.
@@ -219,6 +248,14 @@ func (b *bench) startHTTPRowEcho(ctx context.Context) error {
 // but --log-level level, and waits until it is ready again (it re-adopts
 // its pods from its state directory).
 func (b *bench) restartProxies(ctx context.Context, level string) error {
+	var tracing []string
+	if b.c.Tracing {
+		addr, err := b.startSink()
+		if err != nil {
+			return fmt.Errorf("OTLP receiver: %w", err)
+		}
+		tracing = []string{"--tracing-endpoint", addr, "--tracing-insecure"}
+	}
 	for i, n := range b.m.Nodes() {
 		old := b.m.NodeProxy(i)
 		if old == nil {
@@ -231,6 +268,7 @@ func (b *bench) restartProxies(ctx context.Context, level string) error {
 		} else {
 			argv[k+1] = level
 		}
+		argv = append(argv, tracing...)
 		if err := b.m.StopNodeProxy(i); err != nil {
 			return fmt.Errorf("stop node proxy on %s: %w", n.Name, err)
 		}
@@ -253,7 +291,7 @@ func (b *bench) restartProxies(ctx context.Context, level string) error {
 		}
 		b.proxies = append(b.proxies, proxyProc{Node: n.Name, PID: p.PID, Role: []string{"client", "server"}[i]})
 	}
-	logf("node proxies restarted with --log-level %s (pids %d, %d)", level, b.proxies[0].PID, b.proxies[1].PID)
+	logf("node proxies restarted with --log-level %s %s (pids %d, %d)", level, strings.Join(tracing, " "), b.proxies[0].PID, b.proxies[1].PID)
 	return nil
 }
 
