@@ -43,7 +43,12 @@ func (pd *pod) startRequest(lookup func(string) string, method, path, host strin
 	if http2 {
 		version = "2"
 	}
-	ctx, span := t.Start(ctx, method, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+	ctx, span := t.Start(ctx, method, trace.WithSpanKind(trace.SpanKindClient))
+	if !span.IsRecording() {
+		// Not sampled: only the context travels on.
+		return &reqTrace{t: t, ctx: ctx, span: span, b3: b3, name: method}
+	}
+	span.SetAttributes(
 		attribute.String("http.request.method", method),
 		attribute.String("url.path", path),
 		attribute.String("server.address", host),
@@ -54,7 +59,7 @@ func (pd *pod) startRequest(lookup func(string) string, method, path, host strin
 		attribute.String(telemetry.AttrSourceWorkload, pd.key),
 		attribute.String(telemetry.AttrSourceNamespace, pd.namespace),
 		attribute.String(telemetry.AttrNode, pd.p.cfg.Node),
-	))
+	)
 	if id, ok := pd.identity(); ok {
 		span.SetAttributes(attribute.String(telemetry.AttrSourceID, id))
 	}
@@ -76,7 +81,7 @@ func (pd *pod) identity() (string, bool) {
 
 // routed records the matched route: the span is named "METHOD route".
 func (rt *reqTrace) routed(route, cluster string) {
-	if rt == nil {
+	if rt == nil || !rt.span.IsRecording() {
 		return
 	}
 	if route != "" {
@@ -100,14 +105,16 @@ func (rt *reqTrace) attempt(n int, ep *meshcfg.Endpoint) (trace.Span, []telemetr
 	if rt == nil {
 		return nil, nil
 	}
-	ctx, span := rt.t.Start(rt.ctx, rt.name,
-		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+	ctx, span := rt.t.Start(rt.ctx, rt.name, trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(
 			attribute.Int(telemetry.AttrRetryAttempt, n),
 			attribute.String("server.address", ep.Addr.Addr().String()),
 			attribute.Int("server.port", int(ep.Addr.Port())),
 			attribute.String(telemetry.AttrDestinationID, ep.Identity.String()),
 			attribute.String(telemetry.AttrDestinationWorkload, ep.Pod),
-		))
+		)
+	}
 	c := &telemetry.Carrier{Lookup: func(string) string { return "" }}
 	telemetry.Inject(ctx, c, rt.b3)
 	return span, c.Out
@@ -116,6 +123,10 @@ func (rt *reqTrace) attempt(n int, ep *meshcfg.Endpoint) (trace.Span, []telemetr
 // endAttempt ends an attempt's span with its outcome.
 func endAttempt(span trace.Span, status int, res outcome) {
 	if span == nil {
+		return
+	}
+	if !span.IsRecording() {
+		span.End()
 		return
 	}
 	if status != 0 {
@@ -153,6 +164,10 @@ func (rt *reqTrace) end(status int, localReason string) {
 	if rt == nil {
 		return
 	}
+	if !rt.span.IsRecording() {
+		rt.span.End()
+		return
+	}
 	rt.span.SetAttributes(attribute.Int("http.response.status_code", status))
 	if localReason != "" {
 		rt.span.SetAttributes(attribute.String(telemetry.AttrLocalReply, localReason))
@@ -187,23 +202,26 @@ func (pd *pod) startServer(lookup func(string) string, method, path string, peer
 	if http2 {
 		version = "2"
 	}
-	ctx, span := t.Start(ctx, method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
-		attribute.String("http.request.method", method),
-		attribute.String("url.path", path),
-		attribute.String("server.address", dst.Addr().String()),
-		attribute.Int("server.port", int(dst.Port())),
-		attribute.String("network.protocol.name", "http"),
-		attribute.String("network.protocol.version", version),
-		attribute.String(telemetry.AttrSourceID, peer.String()),
-		attribute.String(telemetry.AttrDestinationWorkload, pd.key),
-		attribute.String(telemetry.AttrDestinationNS, pd.namespace),
-		attribute.String(telemetry.AttrNode, pd.p.cfg.Node),
-	))
-	if id, ok := pd.identity(); ok {
-		span.SetAttributes(attribute.String(telemetry.AttrDestinationID, id))
-	}
-	if ns := namespaceOfID(peer); ns != "" {
-		span.SetAttributes(attribute.String(telemetry.AttrSourceNamespace, ns))
+	ctx, span := t.Start(ctx, method, trace.WithSpanKind(trace.SpanKindServer))
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("http.request.method", method),
+			attribute.String("url.path", path),
+			attribute.String("server.address", dst.Addr().String()),
+			attribute.Int("server.port", int(dst.Port())),
+			attribute.String("network.protocol.name", "http"),
+			attribute.String("network.protocol.version", version),
+			attribute.String(telemetry.AttrSourceID, peer.String()),
+			attribute.String(telemetry.AttrDestinationWorkload, pd.key),
+			attribute.String(telemetry.AttrDestinationNS, pd.namespace),
+			attribute.String(telemetry.AttrNode, pd.p.cfg.Node),
+		)
+		if id, ok := pd.identity(); ok {
+			span.SetAttributes(attribute.String(telemetry.AttrDestinationID, id))
+		}
+		if ns := namespaceOfID(peer); ns != "" {
+			span.SetAttributes(attribute.String(telemetry.AttrSourceNamespace, ns))
+		}
 	}
 	c := &telemetry.Carrier{Lookup: func(string) string { return "" }}
 	telemetry.Inject(ctx, c, b3)
@@ -225,6 +243,10 @@ func namespaceOfID(id spiffeid.ID) string {
 // proxy refused it).
 func endServer(span trace.Span, status int, denied bool) {
 	if span == nil {
+		return
+	}
+	if !span.IsRecording() {
+		span.End()
 		return
 	}
 	if status != 0 {

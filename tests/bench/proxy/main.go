@@ -39,6 +39,8 @@ type config struct {
 	// Tracing exports spans from both node proxies to an OTLP receiver
 	// in node 0 (one that counts and discards them): the cost of tracing.
 	Tracing bool
+	// TracingRatio is the node proxies' --tracing-sampling-ratio.
+	TracingRatio float64
 	// RelayRow adds the reference path through two Go TLS relays.
 	RelayRow bool
 	// Backend is the server the load goes to: "echo" (weft-echo, Go
@@ -133,6 +135,7 @@ func main() {
 	flag.IntVar(&c.LatencyConns, "latency-c", 16, "fortio connections")
 	flag.IntVar(&c.BulkSize, "bulk-size", 16<<20, "bytes of body per bulk response")
 	flag.IntVar(&c.BulkConns, "bulk-c", 1, "connections reading bulk responses at once")
+	flag.Float64Var(&c.TracingRatio, "tracing-ratio", 1, "with -tracing: the share of requests traced (--tracing-sampling-ratio)")
 	flag.BoolVar(&c.Tracing, "tracing", false, "run the node proxies with tracing on, exporting every span over OTLP/gRPC to a receiver in node 0")
 	flag.BoolVar(&c.HTTPRow, "http", true, "also measure the meshed L7 path (the client node proxy handles each request at L7; the server node proxy adds the identity header)")
 	flag.BoolVar(&c.RelayRow, "relay", true, "also measure a reference path through two stdlib Go TLS relays (one mTLS connection per app connection), the peers' design")

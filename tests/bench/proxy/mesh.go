@@ -254,7 +254,7 @@ func (b *bench) restartProxies(ctx context.Context, level string) error {
 		if err != nil {
 			return fmt.Errorf("OTLP receiver: %w", err)
 		}
-		tracing = []string{"--tracing-endpoint", addr, "--tracing-insecure"}
+		tracing = []string{"--tracing-endpoint", addr, "--tracing-insecure", "--tracing-sampling-ratio", strconv.FormatFloat(b.c.TracingRatio, 'g', -1, 64)}
 	}
 	for i, n := range b.m.Nodes() {
 		old := b.m.NodeProxy(i)
