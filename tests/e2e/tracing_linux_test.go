@@ -61,6 +61,8 @@ func TestTracing(t *testing.T) {
 			// twice, four proxy hops.
 			{Name: "b", Selector: map[string]string{"pod": "web-n1-p0"}, Ports: http80},
 			{Name: "c", Selector: map[string]string{"pod": "web-n0-p1"}, Ports: http80},
+			{Name: "g", Selector: map[string]string{"pod": "web-n1-p0"}, Ports: []sandbox.ServicePort{
+				{Name: "grpc", Port: sandbox.EchoGRPCPort, AppProtocol: "grpc"}}},
 		},
 		BeforeNodeProxies: func(ctx context.Context, m *sandbox.Mesh) error {
 			n0 := m.Nodes()[0]
@@ -249,6 +251,29 @@ func TestTracing(t *testing.T) {
 		}
 		if !protos["grpc"] || !protos["http"] {
 			t.Errorf("spans arrived over %v; want both OTLP/gRPC (node 0) and OTLP/HTTP (node 1)", protos)
+		}
+	})
+
+	t.Run("GRPCSpans", func(t *testing.T) {
+		// A gRPC call with a W3C parent: the source's request and attempt
+		// spans on the HTTP/2 path and the destination's SERVER span.
+		const traceID, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+		res := mustLoad(ctx, t, m, "client", echo.LoadSpec{URL: fmt.Sprintf("http://g.demo:%d", sandbox.EchoGRPCPort), GRPC: true, Requests: 1,
+			Header: http.Header{"Traceparent": {"00-" + traceID + "-" + parent + "-01"}}})
+		if res.GRPCCodes["OK"] != 1 {
+			t.Fatalf("gRPC call: codes %v, errors %v", res.GRPCCodes, res.ErrorSamples)
+		}
+		req, attempts := waitTrace(t, traceID, 1)
+		spans := otlpsink.Trace(sink.Spans(), traceID)
+		t.Logf("gRPC call:\n%s", otlpsink.Tree(spans))
+		if req.ParentSpanID != parent || req.Attrs["network.protocol.version"] != "2" || req.Attrs["url.path"] != "/weft.echo.v1.Echo/Echo" ||
+			req.Attrs["rpc.service"] != "weft.echo.v1.Echo" || req.Attrs["rpc.method"] != "Echo" || req.Attrs["rpc.grpc.status_code"] != int64(0) {
+			t.Errorf("request span: parent %s, attrs %v", req.ParentSpanID, req.Attrs)
+		}
+		servers := otlpsink.Children(spans, attempts[0].SpanID)
+		if len(servers) != 1 || servers[0].Kind != "SERVER" || servers[0].Attrs["weft.destination.workload"] != "demo/web-n1-p0" ||
+			servers[0].Attrs["http.response.status_code"] != int64(200) {
+			t.Errorf("SERVER spans under the attempt: %+v", servers)
 		}
 	})
 

@@ -166,6 +166,9 @@ func (pd *pod) handleH2(w http.ResponseWriter, r *http.Request, dst netip.AddrPo
 	}
 	rec := &reqRecord{start: time.Now(), sp: sp}
 	rec.trace = pd.startRequest(r.Header.Get, r.Method, r.URL.Path, r.Host, true, sp)
+	if isGRPC(r.Header) {
+		rec.trace.grpcCall(r.URL.Path)
+	}
 	if pd.p.accessLog != nil {
 		rec.method, rec.path, rec.authority = r.Method, r.URL.RequestURI(), r.Host
 	}
@@ -341,6 +344,11 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 		pd.p.metrics.proxied(0, resp.StatusCode)
 		copyH2Response(w, resp, rt)
 		cancel()
+		if gs := resp.Trailer.Get("Grpc-Status"); gs != "" {
+			traceOf(r).grpcStatus(gs)
+		} else {
+			traceOf(r).grpcStatus(resp.Header.Get("Grpc-Status"))
+		}
 		pd.finish(recOf(r), resp.StatusCode, "")
 		return
 	}

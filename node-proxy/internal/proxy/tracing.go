@@ -366,3 +366,27 @@ func (pd *pod) serverConnSpan(e tunnel.StreamEnd) {
 	}
 	span.End(trace.WithTimestamp(e.Start.Add(e.Duration)))
 }
+
+// grpcCall adds the RPC semantic conventions of a gRPC call with path
+// "/package.Service/Method".
+func (rt *reqTrace) grpcCall(path string) {
+	if rt == nil || !rt.span.IsRecording() {
+		return
+	}
+	svc, method, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	rt.span.SetAttributes(attribute.String("rpc.system", "grpc"), attribute.String("rpc.service", svc), attribute.String("rpc.method", method))
+}
+
+// grpcStatus records the call's grpc-status (from the response headers
+// or trailers).
+func (rt *reqTrace) grpcStatus(v string) {
+	if rt == nil || v == "" || !rt.span.IsRecording() {
+		return
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		rt.span.SetAttributes(attribute.Int("rpc.grpc.status_code", n))
+		if n != 0 {
+			rt.span.SetStatus(codes.Error, "grpc-status "+v)
+		}
+	}
+}
