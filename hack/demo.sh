@@ -2,8 +2,9 @@
 # `make demo`: the whole mesh on this machine. Builds the sandbox (2 simulated
 # nodes x 2 pods in network namespaces, the control plane in local mode, a
 # node proxy per node, the echo app in every pod, enrollment through the CNI
-# plugin), walks through mTLS, STRICT inbound and an AuthorizationPolicy,
-# then tears everything down. Needs root on Linux.
+# plugin), walks through mTLS, STRICT inbound, an AuthorizationPolicy, a
+# canary shift with an HTTPRoute, retries hiding a failing pod, and fault
+# injection, then tears everything down. Needs root on Linux.
 #
 # WEFT_DEMO_STAY=1 keeps the sandbox up at the end until Ctrl-C.
 set -euo pipefail
@@ -80,6 +81,98 @@ printf '  denials counted by the node proxies (weft_proxy_authorization_denials_
 for n in 0 1; do inpod $name-n$n "$bin/weft-echo" get --body http://127.0.0.1:15020/metrics; done |
   awk '/^weft_proxy_authorization_denials_total[{]reason="policy"[}]/ {s+=$2} END {print s+0}'
 rm -f /run/weft-sandbox/$name/config/60-demo-deny.yaml
+
+cfg=/run/weft-sandbox/$name/config
+load() { inpod $name-n0-p0 "$bin/weft-echo" load --summary "$@"; }
+# until_pods N POD...: wait (up to 15 s) until N requests land only on PODs.
+until_pods() {
+  local n=$1; shift
+  for _ in $(seq 150); do
+    local line; line=$(load -n "$n" -c 4 http://echo.demo:8080/probe)
+    local others; others=$(echo "$line" | sed 's/.*pods://; s/|.*//' | tr ' ' '\n' | grep -v '^$' | grep -v -E "^($(IFS='|'; echo "$*"))=" || true)
+    [[ -z "$others" ]] && return 0
+    sleep 0.1
+  done
+  echo "  (config not applied after 15 s)"; return 1
+}
+
+bold "6. Canary: an HTTPRoute splits echo.demo between echo-v1 (pod echo-n1-p0) and echo-v2 (pod echo-n1-p1)"
+cat >$cfg/70-demo-canary-services.yaml <<'YAML'
+apiVersion: v1
+kind: Service
+metadata: {name: echo-v1, namespace: demo}
+spec:
+  clusterIP: 10.96.0.201
+  selector: {pod: echo-n1-p0}
+  ports: [{name: http, port: 8080, appProtocol: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-v2, namespace: demo}
+spec:
+  clusterIP: 10.96.0.202
+  selector: {pod: echo-n1-p1}
+  ports: [{name: http, port: 8080, appProtocol: http}]
+YAML
+route() {
+  cat >$cfg/71-demo-route.yaml <<YAML
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo-canary, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 8080}]
+  rules:
+  - backendRefs: [{name: echo-v1, port: 8080, weight: $1}, {name: echo-v2, port: 8080, weight: $2}]
+YAML
+}
+for w in "100 0" "50 50" "0 100"; do
+  set -- $w
+  route "$1" "$2"
+  printf '$ weights v1=%s v2=%s; 400 requests from echo-n0-p0:\n' "$1" "$2"
+  case "$w" in
+    "100 0") until_pods 20 echo-n1-p0 ;;
+    "0 100") until_pods 20 echo-n1-p1 ;;
+    *) sleep 1.5 ;;
+  esac
+  echo "  $(load -n 400 -c 8 http://echo.demo:8080/canary)"
+done
+
+bold "7. Retries: one of echo's four pods fails every request; with a TrafficPolicy retry the calls still succeed"
+rm -f $cfg/71-demo-route.yaml
+for _ in $(seq 150); do load -n 20 http://echo.demo:8080/probe | grep -q 'echo-n0-p0=' && break; sleep 0.1; done
+printf '$ 400 requests, pod echo-n1-p0 answering 503 (header x-echo-fail-pod), no retry policy:\n'
+echo "  $(load -n 400 -c 8 -H 'x-echo-fail-pod: echo-n1-p0' http://echo.demo:8080/flaky)"
+cat >$cfg/72-demo-retry.yaml <<'YAML'
+apiVersion: weftmesh.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: echo-retry, namespace: demo}
+spec:
+  targetRefs: [{group: "", kind: Service, name: echo}]
+  retry: {attempts: 3, retryOn: [5xx], budget: {percent: 100, minRetriesPerSecond: 1000}}
+YAML
+sleep 2
+printf '$ the same with retry: {attempts: 3, retryOn: [5xx]} on Service echo (a retry goes to another pod):\n'
+echo "  $(load -n 400 -c 8 -H 'x-echo-fail-pod: echo-n1-p0' http://echo.demo:8080/flaky)"
+printf '  retries counted by node 0 (weft_proxy_retries_total{result="retried"}): '
+inpod $name-n0 "$bin/weft-echo" get --body http://127.0.0.1:15020/metrics |
+  awk '/^weft_proxy_retries_total[{]result="retried"[}]/ {print $2}'
+rm -f $cfg/72-demo-retry.yaml
+
+bold "8. Fault injection: a TrafficPolicy aborts 25% of the calls with 503 and delays 10% by 200 ms"
+cat >$cfg/73-demo-fault.yaml <<'YAML'
+apiVersion: weftmesh.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: echo-chaos, namespace: demo}
+spec:
+  targetRefs: [{group: "", kind: Service, name: echo}]
+  faults:
+    abort: {httpStatus: 503, percentage: 25}
+    delay: {fixedDelay: 200ms, percentage: 10}
+YAML
+sleep 2
+printf '$ 400 requests:\n'
+echo "  $(load -n 400 -c 8 http://echo.demo:8080/chaos)"
+rm -f $cfg/73-demo-fault.yaml $cfg/70-demo-canary-services.yaml
 
 if [[ "${WEFT_DEMO_STAY:-}" == 1 ]]; then
   bold "The sandbox stays up; Ctrl-C tears it down."

@@ -426,3 +426,40 @@ func (s LoadSpec) grpcRequester() (func(context.Context) outcome, func(), error)
 	}
 	return do, closeFn, nil
 }
+
+// Summary is one line: status counts, errors, pods and p50/p99, sorted so
+// that it reads the same every time.
+func (r *LoadResult) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d requests:", r.Requests)
+	codes := make([]int, 0, len(r.Status))
+	for c := range r.Status {
+		codes = append(codes, c)
+	}
+	slices.Sort(codes)
+	for _, c := range codes {
+		fmt.Fprintf(&b, " %d×%d", r.Status[c], c)
+	}
+	names := make([]string, 0, len(r.GRPCCodes))
+	for n := range r.GRPCCodes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, " %d×%s", r.GRPCCodes[n], n)
+	}
+	if r.Errors > 0 {
+		fmt.Fprintf(&b, " %d errors", r.Errors)
+	}
+	pods := make([]string, 0, len(r.Pods))
+	for p := range r.Pods {
+		pods = append(pods, p)
+	}
+	slices.Sort(pods)
+	b.WriteString(" | pods:")
+	for _, p := range pods {
+		fmt.Fprintf(&b, " %s=%d", p, r.Pods[p])
+	}
+	fmt.Fprintf(&b, " | p50 %s p99 %s", r.Latency.P50.Round(100*time.Microsecond), r.Latency.P99.Round(100*time.Microsecond))
+	return b.String()
+}

@@ -263,3 +263,11 @@ func TestLoadResultJSON(t *testing.T) {
 		t.Errorf("round trip:\n got %+v\nwant %+v", out, in)
 	}
 }
+
+func TestLoadSummary(t *testing.T) {
+	r := &LoadResult{Requests: 10, Errors: 1, Status: map[int]int{503: 3, 200: 6}, Pods: map[string]int{"b": 4, "a": 5},
+		Latency: LatencySummary{P50: 1500 * time.Microsecond, P99: 12 * time.Millisecond}}
+	if got, want := r.Summary(), "10 requests: 6×200 3×503 1 errors | pods: a=5 b=4 | p50 1.5ms p99 12ms"; got != want {
+		t.Errorf("Summary() = %q\nwant        %q", got, want)
+	}
+}

@@ -144,6 +144,7 @@ func load(args []string) error {
 	fs.BoolVar(&spec.H2C, "h2c", false, "HTTP/2 over cleartext with prior knowledge instead of HTTP/1.1")
 	fs.BoolVar(&spec.GRPC, "grpc", false, "call weft.echo.v1.Echo/Echo on URL's host:port instead of HTTP")
 	fs.BoolVar(&spec.NoKeepAlive, "no-keepalive", false, "a new connection for every request")
+	summary := fs.Bool("summary", false, "print one line (status and pod counts, p50/p99) instead of JSON")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: weft-echo load [-n 100] [-c 4] [-rate 0] [-duration 0] [-timeout 10s] [-X METHOD] [-H 'Name: value']... [--h2c] [--grpc] [--no-keepalive] URL")
 		fs.PrintDefaults()
@@ -159,6 +160,10 @@ func load(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := echo.Load(ctx, spec)
+	if res != nil && *summary {
+		fmt.Println(res.Summary())
+		return err
+	}
 	if res != nil {
 		// Interrupted, the tally so far is still worth printing.
 		enc := json.NewEncoder(os.Stdout)
