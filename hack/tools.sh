@@ -34,3 +34,5 @@ go_tool() { # name module@version
 go_tool protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 go_tool protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 go_tool controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen@v0.21.0
+# helm: the chart tests (tests/chart) lint, render and dry-run charts/weft.
+go_tool helm helm.sh/helm/v3/cmd/helm@v3.22.0

@@ -16,11 +16,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
@@ -188,13 +190,62 @@ func objects(t *testing.T, manifest []byte) []*unstructured.Unstructured {
 
 // TestServerDryRun installs the chart's CRDs for real, then applies every
 // rendered object with a server-side dry-run: the apiserver must accept
-// each one (schema, defaulting, admission, RBAC escalation checks).
+// each one (schema with strict field validation, defaulting, admission,
+// RBAC escalation checks).
 func TestServerDryRun(t *testing.T) {
-	c := kube.Require(t, cluster)
-	rendered := map[string][]byte{}
+	a := newApplier(t)
 	for _, cs := range cases {
-		rendered[cs.name] = render(t, cs.values)
+		t.Run(cs.name, func(t *testing.T) {
+			objs := objects(t, render(t, cs.values))
+			if len(objs) == 0 {
+				t.Fatal("helm template rendered no objects")
+			}
+			for _, o := range objs {
+				if err := a.dryRun(t, o); err != nil {
+					t.Error(err)
+				}
+			}
+		})
 	}
+}
+
+// TestServerDryRunRefuses makes sure the dry-run is not vacuous: a
+// rendered object with an unknown field or an invalid value is refused.
+func TestServerDryRunRefuses(t *testing.T) {
+	a := newApplier(t)
+	for _, tc := range []struct{ name, old, new string }{
+		{"unknown field", "\n      hostNetwork: true\n", "\n      hostNetwork: true\n      bogusField: 1\n"},
+		{"invalid value", "minAvailable: 1", "minAvailable: -5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := string(render(t, ""))
+			if !strings.Contains(out, tc.old) {
+				t.Fatalf("rendered chart has no %q to break", tc.old)
+			}
+			var refused int
+			for _, o := range objects(t, []byte(strings.Replace(out, tc.old, tc.new, 1))) {
+				if a.dryRun(t, o) != nil {
+					refused++
+				}
+			}
+			if refused != 1 {
+				t.Errorf("%d objects refused, want 1", refused)
+			}
+		})
+	}
+}
+
+// applier dry-runs objects against the test cluster, with the chart's
+// CRDs installed and the release namespace created.
+type applier struct {
+	dyn    dynamic.Interface
+	mapper *restmapper.DeferredDiscoveryRESTMapper
+}
+
+func newApplier(t *testing.T) *applier {
+	t.Helper()
+	c := kube.Require(t, cluster)
+	helmBin(t) // skip before touching the cluster when there is no helm
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	if err := c.ApplyCRDs(ctx, crdDir); err != nil {
@@ -214,46 +265,35 @@ func TestServerDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	groups, err := restmapper.GetAPIGroupResources(dc)
-	if err != nil {
-		t.Fatalf("discovery: %v", err)
-	}
-	mapper := restmapper.NewDiscoveryRESTMapper(groups)
+	return &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
+}
 
-	for _, cs := range cases {
-		t.Run(cs.name, func(t *testing.T) {
-			objs := objects(t, rendered[cs.name])
-			if len(objs) == 0 {
-				t.Fatal("helm template rendered no objects")
-			}
-			for _, o := range objs {
-				gvk := o.GroupVersionKind()
-				id := fmt.Sprintf("%s %s/%s", gvk.Kind, o.GetNamespace(), o.GetName())
-				m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-				if err != nil {
-					t.Errorf("%s: no such resource on the apiserver: %v", id, err)
-					continue
-				}
-				var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-				if m.Scope.Name() == "namespace" {
-					if o.GetNamespace() != namespace {
-						t.Errorf("%s: namespace %q, want the release namespace %q", id, o.GetNamespace(), namespace)
-						continue
-					}
-					ri = dyn.Resource(m.Resource).Namespace(namespace)
-				}
-				body, err := o.MarshalJSON()
-				if err != nil {
-					t.Fatal(err)
-				}
-				force := true
-				_, err = ri.Patch(ctx, o.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
-					DryRun: []string{metav1.DryRunAll}, FieldManager: "weft-chart-test", Force: &force,
-				})
-				if err != nil {
-					t.Errorf("%s: server-side dry-run apply refused: %v", id, err)
-				}
-			}
-		})
+// dryRun applies o server-side with dryRun=All and strict field validation.
+func (a *applier) dryRun(t *testing.T, o *unstructured.Unstructured) error {
+	t.Helper()
+	gvk := o.GroupVersionKind()
+	id := fmt.Sprintf("%s %s/%s", gvk.Kind, o.GetNamespace(), o.GetName())
+	m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return fmt.Errorf("%s: no such resource on the apiserver: %w", id, err)
 	}
+	var ri dynamic.ResourceInterface = a.dyn.Resource(m.Resource)
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		if o.GetNamespace() != namespace {
+			return fmt.Errorf("%s: namespace %q, want the release namespace %q", id, o.GetNamespace(), namespace)
+		}
+		ri = a.dyn.Resource(m.Resource).Namespace(namespace)
+	}
+	body, err := o.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("%s: %w", id, err)
+	}
+	force := true
+	_, err = ri.Patch(t.Context(), o.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
+		DryRun: []string{metav1.DryRunAll}, FieldManager: "weft-chart-test", Force: &force, FieldValidation: "Strict",
+	})
+	if err != nil {
+		return fmt.Errorf("%s: server-side dry-run apply refused: %w", id, err)
+	}
+	return nil
 }
