@@ -236,6 +236,9 @@ func TestTracing(t *testing.T) {
 			if w.kind == "SERVER" && cur.Attrs["weft.source.identity"] == "" {
 				t.Errorf("hop %d: SERVER span without the caller's identity", i)
 			}
+			if ca, _ := cur.Attrs["client.address"].(string); !w.attempt && !strings.HasPrefix(ca, "10.200.") {
+				t.Errorf("hop %d: client.address %v; want the calling pod's address", i, cur.Attrs["client.address"])
+			}
 			if i == len(want)-1 {
 				break
 			}

@@ -52,7 +52,7 @@ func (h *inboundH1) ServeStream(s *tunnel.Stream) (rx, tx int64, err error) {
 		}
 		path, _ := req.Path()
 		lookup := func(name string) string { v, _ := req.Get(name); return string(v) }
-		span, hdrs := h.pd.startServer(lookup, string(req.Method), string(path), h.peer, h.dst, false)
+		span, hdrs := h.pd.startServer(lookup, string(req.Method), string(path), h.peer, s.RemoteAddr(), h.dst, false)
 		if err := h.authorize(bstr(req.Method), string(path)); err != nil {
 			endServer(span, http.StatusForbidden, true)
 			body := "RBAC: access denied\n"

@@ -32,11 +32,13 @@ type inboundH2 struct {
 	peer      spiffeid.ID
 	dst       netip.AddrPort
 	authorize func(method, path string) error
+	client    net.Addr // the calling pod's address
 }
 
 var _ tunnel.StreamHandler = (*inboundH2)(nil)
 
 func (h *inboundH2) ServeStream(s *tunnel.Stream) (rx, tx int64, err error) {
+	h.client = s.RemoteAddr()
 	cc := &countingConn{Conn: s}
 	srv := &http2.Server{}
 	srv.ServeConn(cc, &http2.ServeConnOpts{Context: h.pd.ctx, Handler: h})
@@ -45,7 +47,7 @@ func (h *inboundH2) ServeStream(s *tunnel.Stream) (rx, tx int64, err error) {
 
 func (h *inboundH2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pd := h.pd
-	span, hdrs := pd.startServer(r.Header.Get, r.Method, r.URL.Path, h.peer, h.dst, true)
+	span, hdrs := pd.startServer(r.Header.Get, r.Method, r.URL.Path, h.peer, h.client, h.dst, true)
 	if err := h.authorize(r.Method, r.URL.EscapedPath()); err != nil {
 		endServer(span, http.StatusForbidden, true)
 		if isGRPC(r.Header) {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -60,8 +61,13 @@ func (pd *pod) startRequest(lookup func(string) string, method, path, host strin
 		attribute.String(telemetry.AttrSourceNamespace, pd.namespace),
 		attribute.String(telemetry.AttrNode, pd.p.cfg.Node),
 	)
-	if id, ok := pd.identity(); ok {
-		span.SetAttributes(attribute.String(telemetry.AttrSourceID, id))
+	if mc := pd.p.mesh.Load(); mc != nil {
+		if w, ok := mc.Workload(pd.key); ok {
+			span.SetAttributes(attribute.String(telemetry.AttrSourceID, w.Identity.String()))
+			if len(w.Addrs) > 0 {
+				span.SetAttributes(attribute.String("client.address", w.Addrs[0].String()))
+			}
+		}
 	}
 	return &reqTrace{t: t, ctx: ctx, span: span, b3: b3, name: method}
 }
@@ -192,7 +198,7 @@ func (rt *reqTrace) end(status int, localReason string) {
 // through a tunnel from peer, continuing the trace the request carries,
 // and returns the propagation headers to hand to the application (the
 // SERVER span's context). Nil span when tracing is off.
-func (pd *pod) startServer(lookup func(string) string, method, path string, peer spiffeid.ID, dst netip.AddrPort, http2 bool) (trace.Span, []telemetry.Header) {
+func (pd *pod) startServer(lookup func(string) string, method, path string, peer spiffeid.ID, client net.Addr, dst netip.AddrPort, http2 bool) (trace.Span, []telemetry.Header) {
 	t := pd.p.tracer
 	if !t.Enabled() {
 		return nil, nil
@@ -221,6 +227,9 @@ func (pd *pod) startServer(lookup func(string) string, method, path string, peer
 		}
 		if ns := namespaceOfID(peer); ns != "" {
 			span.SetAttributes(attribute.String(telemetry.AttrSourceNamespace, ns))
+		}
+		if a, ok := client.(*net.TCPAddr); ok {
+			span.SetAttributes(attribute.String("client.address", a.IP.String()))
 		}
 	}
 	c := &telemetry.Carrier{Lookup: func(string) string { return "" }}
