@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
@@ -410,6 +411,11 @@ func (s LoadSpec) grpcRequester() (func(context.Context) outcome, func(), error)
 			return outcome{status: http.StatusOK, grpcCode: "OK", pod: reply.GetPod()}
 		}
 		st := status.Convert(err)
+		if st.Code() == codes.DeadlineExceeded && ctx.Err() != nil {
+			// Our own deadline: whatever the server sent after it (a
+			// grpc-timeout answer, a reset) is not an answer in time.
+			return outcome{err: err}
+		}
 		if seen.Load() {
 			return outcome{status: http.StatusOK, grpcCode: st.Code().String()}
 		}
