@@ -48,6 +48,7 @@ var (
 var cases = []struct{ name, values string }{
 	{"default", ""},
 	{"tracing", filepath.Join("testdata", "tracing-values.yaml")},
+	{"no-cni", filepath.Join("testdata", "no-cni-values.yaml")},
 }
 
 func TestMain(m *testing.M) { os.Exit(kube.Main(m, &cluster)) }

@@ -50,4 +50,44 @@
 // true lets pods start unmeshed while the node proxy is unreachable (they
 // then run without mTLS or policy until re-created; a warning goes to
 // stderr); it never overrides an explicit refusal.
+//
+// # Installing
+//
+// Run without CNI_COMMAND (never the case when the runtime runs it), the
+// binary installs itself; the Helm chart runs this as the install-cni
+// container of the node proxy DaemonSet:
+//
+//	weft-cni install [--cni-bin-dir=/host/opt/cni/bin] [--cni-conf-dir=/host/etc/cni/net.d]
+//	                 [--plugin-config='{"socketPath":"/var/run/weft/node-proxy.sock"}']
+//	                 [--watch [--watch-interval=5s] [--uninstall-on-exit]]
+//	weft-cni uninstall [--cni-bin-dir=...] [--cni-conf-dir=...]
+//
+// install copies its own executable to <cni-bin-dir>/weft-cni (a temporary
+// file renamed into place, mode 0755) and adds the entry {"type":
+// "weft-cni", ...plugin-config} at the end of the "plugins" list of the
+// primary network configuration: the lexically first *.conf, *.conflist or
+// *.json file of the conf dir, the one the runtime (libcni) uses. An entry
+// already there is left alone when equal and updated in place otherwise
+// (duplicates are dropped); the other members are kept in their order,
+// re-indented. The file is replaced atomically with its mode and owner
+// kept. A primary file that is not a conflist (a single-plugin .conf, or
+// anything without a "plugins" list) is refused with an error rather than
+// converted: the cluster's CNI would write its .conf again, and the
+// runtime would pick that up again, silently without weft-cni. Invalid JSON
+// is refused too, and the file left as it is. plugin-config is validated
+// as the plugin would parse it.
+//
+// With --watch it keeps running: it waits for a conflist when there is
+// none yet, and every --watch-interval re-adds the entry (and the binary)
+// if the cluster's CNI or anyone else removed it; failures are logged and
+// retried. It exits 0 on SIGTERM or SIGINT, after uninstalling when
+// --uninstall-on-exit is set. Without --watch a failure exits 1.
+//
+// uninstall removes every weft-cni entry from every conflist of the conf
+// dir (files it cannot parse are left alone), then <cni-bin-dir>/weft-cni.
+//
+// Writing root-owned files in the host's CNI directories needs root but no
+// capability: the files and directories are owned by uid 0, so owner
+// permissions apply (CAP_DAC_OVERRIDE is not needed). A file owned by
+// another user would need CAP_CHOWN to keep its owner, and fails instead.
 package main
