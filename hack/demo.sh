@@ -4,9 +4,11 @@
 # node proxy per node, the echo app in every pod, enrollment through the CNI
 # plugin), walks through mTLS, STRICT inbound, an AuthorizationPolicy, a
 # canary shift with an HTTPRoute, retries hiding a failing pod, and fault
-# injection, then tears everything down. Needs root on Linux.
+# injection, and the trace of one request, then tears everything down.
+# Needs root on Linux.
 #
 # WEFT_DEMO_STAY=1 keeps the sandbox up at the end until Ctrl-C.
+# WEFT_DEMO_OTLP=host:port also sends every span to that OTLP/gRPC collector.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $(id -u) -ne 0 || $(uname -s) != Linux ]]; then
@@ -28,7 +30,9 @@ inpod() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" | head -1; }
 
 bold "1. Build the sandbox: 2 nodes, 2 pods each, namespace demo enrolled (weftmesh.io/mesh: enabled)"
-"$bin/weftctl" sandbox up --name "$name" --nodes 2 --pods 2 --bin "$bin" >"$out" 2>&1 &
+otlp=()
+[[ -n "${WEFT_DEMO_OTLP:-}" ]] && otlp=(--otlp-endpoint "$WEFT_DEMO_OTLP")
+"$bin/weftctl" sandbox up --name "$name" --nodes 2 --pods 2 --bin "$bin" --tracing "${otlp[@]}" >"$out" 2>&1 &
 sb_pid=$!
 for _ in $(seq 600); do
   grep -q "Ctrl-C tears everything down" "$out" && break
@@ -173,6 +177,18 @@ sleep 2
 printf '$ 400 requests:\n'
 echo "  $(load -n 400 -c 8 http://echo.demo:8080/chaos)"
 rm -f $cfg/73-demo-fault.yaml $cfg/70-demo-canary-services.yaml
+
+bold "9. One trace, every hop: echo-n0-p0 calls echo.demo, whose pod calls echo.demo again (passing the trace context on)"
+sleep 2
+reply=$(inpod $name-n0-p0 "$bin/weft-echo" get -H 'x-echo-call: http://echo.demo:8080/second-hop' http://echo.demo:8080/first-hop)
+trace_id=$(echo "$reply" | sed -n 's/.*"00-\([0-9a-f]\{32\}\)-.*/\1/p' | head -1)
+printf '$ weftctl sandbox trace --name %s %s\n' "$name" "$trace_id"
+for _ in $(seq 50); do
+  "$bin/weftctl" sandbox trace --name "$name" "$trace_id" 2>/dev/null | grep -q SERVER.*second-hop && break
+  sleep 0.2
+done
+"$bin/weftctl" sandbox trace --name "$name" "$trace_id" | sed "s/^/  /"
+[[ -n "${WEFT_DEMO_OTLP:-}" ]] && echo "  (every span was also sent to $WEFT_DEMO_OTLP)"
 
 if [[ "${WEFT_DEMO_STAY:-}" == 1 ]]; then
   bold "The sandbox stays up; Ctrl-C tears it down."

@@ -96,6 +96,7 @@ type Sink struct {
 	mu       sync.Mutex
 	spans    []Span
 	discard  bool // count spans without keeping them
+	onExport func(*coltracepb.ExportTraceServiceRequest, []Span)
 	stats    Stats
 	changed  chan struct{} // closed (and replaced) whenever spans change
 	delay    time.Duration
@@ -386,10 +387,23 @@ func (s *Sink) store(req *coltracepb.ExportTraceServiceRequest, protocol string)
 	}
 	spans := convert(req, protocol)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.spans = append(s.spans, spans...)
 	s.stats.Spans += len(spans)
 	s.notifyLocked()
+	fn := s.onExport
+	s.mu.Unlock()
+	if fn != nil {
+		fn(req, spans)
+	}
+}
+
+// OnExport sets a function called with every accepted export request and
+// its spans (after they are stored): to forward them or write them out.
+// It runs on the request's goroutine; set it before traffic arrives.
+func (s *Sink) OnExport(fn func(req *coltracepb.ExportTraceServiceRequest, spans []Span)) {
+	s.mu.Lock()
+	s.onExport = fn
+	s.mu.Unlock()
 }
 
 // SetDiscard makes the sink count spans without keeping them (a

@@ -26,7 +26,7 @@ func newSandboxCmd() *cobra.Command {
 network namespace, the control plane runs with --config-dir on node 0, one node proxy
 runs per node, and weft-echo runs in every pod. See docs/tasks/sandbox.md.`,
 	}
-	c.AddCommand(newSandboxUpCmd(), newSandboxDownCmd())
+	c.AddCommand(newSandboxUpCmd(), newSandboxDownCmd(), newSandboxTraceCmd())
 	return c
 }
 
@@ -38,6 +38,8 @@ type sandboxUpOptions struct {
 	logDir        string
 	keepLogs      bool
 	noNodeProxies bool
+	tracing       bool
+	otlpEndpoint  string
 }
 
 func newSandboxUpCmd() *cobra.Command {
@@ -69,6 +71,8 @@ run ` + "`make build`" + ` first.`,
 	f.StringVar(&o.logDir, "log-dir", "", "directory for the processes' logs, kept afterwards (default: a temporary directory, deleted on exit)")
 	f.BoolVar(&o.keepLogs, "keep-logs", false, "keep the temporary log directory on exit")
 	f.BoolVar(&o.noNodeProxies, "no-node-proxies", false, "run without node proxies (no mTLS, no capture): the control plane and the apps only")
+	f.BoolVar(&o.tracing, "tracing", false, "turn tracing on: the node proxies export spans to an OTLP receiver in node 0, kept for `weftctl sandbox trace`")
+	f.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "with --tracing (implied): also forward every span to this OTLP/gRPC collector (host:port, plaintext), e.g. a local Jaeger or OpenTelemetry Collector")
 	return cmd
 }
 
@@ -87,13 +91,23 @@ func runSandboxUp(ctx context.Context, w, errw io.Writer, o sandboxUpOptions) er
 			return a
 		},
 	}))
-	m, err := sandbox.MeshConfig{
+	cfg := sandbox.MeshConfig{
 		Topology:      sandbox.Topology{Name: o.name, Nodes: o.nodes, PodsPerNode: o.pods},
 		BinDir:        bin,
 		NoNodeProxies: o.noNodeProxies,
 		LogDir:        o.logDir,
 		Log:           progress,
-	}.Up(ctx)
+	}
+	var tr *sandboxTracing
+	if o.tracing || o.otlpEndpoint != "" {
+		tr = &sandboxTracing{forwardTo: o.otlpEndpoint}
+		cfg.BeforeNodeProxies = tr.start
+		cfg.NodeProxyArgs = tr.args
+	}
+	m, err := cfg.Up(ctx)
+	if tr != nil {
+		defer tr.close()
+	}
 	if err != nil {
 		return err
 	}
