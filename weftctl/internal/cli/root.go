@@ -28,6 +28,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCertsCmd(), newSandboxCmd(), newEnrollCmd(), newUnenrollCmd(), newCanaryCmd())
+	root.AddCommand(newCertsCmd(), newSandboxCmd(), newEnrollCmd(), newUnenrollCmd(), newCanaryCmd(), newCheckCmd())
 	return root
 }
