@@ -393,6 +393,7 @@ func (s LoadSpec) grpcRequester() (func(context.Context) outcome, func(), error)
 		}
 	}
 	do := func(ctx context.Context) outcome {
+		start := time.Now()
 		ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 		defer cancel()
 		conn := shared
@@ -411,9 +412,10 @@ func (s LoadSpec) grpcRequester() (func(context.Context) outcome, func(), error)
 			return outcome{status: http.StatusOK, grpcCode: "OK", pod: reply.GetPod()}
 		}
 		st := status.Convert(err)
-		if st.Code() == codes.DeadlineExceeded && ctx.Err() != nil {
-			// Our own deadline: whatever the server sent after it (a
-			// grpc-timeout answer, a reset) is not an answer in time.
+		if st.Code() == codes.DeadlineExceeded && (ctx.Err() != nil || time.Since(start) >= s.Timeout*9/10) {
+			// Our own deadline, sent to the server as grpc-timeout:
+			// whichever side noticed first (a local cancel, the server's
+			// DEADLINE_EXCEEDED, a reset), no answer came in time.
 			return outcome{err: err}
 		}
 		if seen.Load() {
