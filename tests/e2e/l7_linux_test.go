@@ -555,6 +555,7 @@ spec:
     attempts: 3
     perTryTimeout: 150ms
     retryOn: [5xx]
+    backoff: {baseInterval: 5ms, maxInterval: 20ms}
     budget: {percent: 100, minRetriesPerSecond: 1000}
 `); err != nil {
 		t.Fatal(err)

@@ -36,9 +36,16 @@ kind: ConfigMap
 metadata: {name: ignored}
 `
 
+// write replaces dir/name atomically (a temporary file renamed into
+// place), as an editor or `kubectl`-style tool does, so that a reload never
+// sees it half-written.
 func write(t *testing.T, dir, name, content string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		t.Fatal(err)
 	}
 }
