@@ -9,14 +9,16 @@
 //
 //	Accepted=True   Accepted
 //	Accepted=False  NoMatchingParent (the Service or its port does not exist)
-//	                UnsupportedValue (a filter the mesh does not implement, or
-//	                a consumer route: the parent Service is in another
-//	                namespace, which the translator does not apply yet)
+//	                UnsupportedValue (a filter the mesh does not implement)
+//	                (a consumer route, whose parent Service is in another
+//	                namespace, is accepted: it applies to its namespace's
+//	                clients)
 //	ResolvedRefs=True  ResolvedRefs
 //	ResolvedRefs=False BackendNotFound (Service or port missing)
 //	                   InvalidKind (a backendRef that is not a Service)
-//	                   RefNotPermitted (a backend in another namespace: the
-//	                   mesh does not read ReferenceGrants yet)
+//	                   RefNotPermitted (a backend in another namespace that
+//	                   is not the route's parent Service: the mesh does not
+//	                   read ReferenceGrants yet)
 //
 // Policies: Accepted=True/Accepted, or Accepted=False/TargetNotFound.
 package status
