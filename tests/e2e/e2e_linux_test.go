@@ -71,12 +71,29 @@ func meshConfig(bin string) sandbox.MeshConfig {
 }
 
 func TestMesh(t *testing.T) {
+	ctx, m := upMesh(t, meshConfig)
+
+	// The order matters: the restart comes last.
+	t.Run("ServiceAcrossNodes", func(t *testing.T) { testServiceAcrossNodes(ctx, t, m) })
+	t.Run("LinkCarriesOnlyTLS", func(t *testing.T) { testLinkCarriesOnlyTLS(ctx, t, m) })
+	t.Run("TunnelRefusesForeignAndWrongIdentities", func(t *testing.T) { testTunnelRefusals(ctx, t, m) })
+	t.Run("StrictAndPermissive", func(t *testing.T) { testStrictAndPermissive(ctx, t, m) })
+	t.Run("AuthorizationDeny", func(t *testing.T) { testAuthorizationDeny(ctx, t, m) })
+	t.Run("Passthrough", func(t *testing.T) { testPassthrough(ctx, t, m) })
+	t.Run("NodeProxyRestart", func(t *testing.T) { testNodeProxyRestart(ctx, t, m) })
+}
+
+// upMesh skips (loudly) unless root, builds the binaries (the node proxy
+// with the race detector: the data path is concurrent and only real
+// traffic exercises all of it), brings up the mesh cfg describes, and
+// registers its teardown, which fails the test on a race report and keeps
+// the logs of a failed test. The context bounds the whole test.
+func upMesh(t *testing.T, cfg func(bin string) sandbox.MeshConfig) (context.Context, *sandbox.Mesh) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skipf("!!! SKIPPING the end-to-end tests: they need root on Linux (network namespaces, nftables); running as uid %d", os.Geteuid())
 	}
 	bin := t.TempDir()
-	// The node proxy runs with the race detector: the data path is
-	// concurrent and only real traffic exercises all of it.
 	if err := sandbox.BuildBinariesFlags(bin, []string{"-race"}, "weft-node-proxy"); err != nil {
 		t.Fatal(err)
 	}
@@ -84,8 +101,8 @@ func TestMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	m, err := meshConfig(bin).Up(ctx)
+	t.Cleanup(cancel)
+	m, err := cfg(bin).Up(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,15 +118,7 @@ func TestMesh(t *testing.T) {
 			t.Errorf("down: %v", err)
 		}
 	})
-
-	// The order matters: the restart comes last.
-	t.Run("ServiceAcrossNodes", func(t *testing.T) { testServiceAcrossNodes(ctx, t, m) })
-	t.Run("LinkCarriesOnlyTLS", func(t *testing.T) { testLinkCarriesOnlyTLS(ctx, t, m) })
-	t.Run("TunnelRefusesForeignAndWrongIdentities", func(t *testing.T) { testTunnelRefusals(ctx, t, m) })
-	t.Run("StrictAndPermissive", func(t *testing.T) { testStrictAndPermissive(ctx, t, m) })
-	t.Run("AuthorizationDeny", func(t *testing.T) { testAuthorizationDeny(ctx, t, m) })
-	t.Run("Passthrough", func(t *testing.T) { testPassthrough(ctx, t, m) })
-	t.Run("NodeProxyRestart", func(t *testing.T) { testNodeProxyRestart(ctx, t, m) })
+	return ctx, m
 }
 
 func pod(t *testing.T, m *sandbox.Mesh, name string) sandbox.MeshPod {

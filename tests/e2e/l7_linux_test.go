@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -73,34 +72,7 @@ func l7MeshConfig(bin string) sandbox.MeshConfig {
 }
 
 func TestL7(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skipf("!!! SKIPPING the end-to-end tests: they need root on Linux (network namespaces, nftables); running as uid %d", os.Geteuid())
-	}
-	bin := t.TempDir()
-	if err := sandbox.BuildBinariesFlags(bin, []string{"-race"}, "weft-node-proxy"); err != nil {
-		t.Fatal(err)
-	}
-	if err := sandbox.BuildBinaries(bin, "weft-control-plane", "weft-cni", "weft-echo"); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	m, err := l7MeshConfig(bin).Up(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if races := raceReports(m.LogDir()); races != "" {
-			t.Errorf("the race detector reported in %s", races)
-		}
-		if t.Failed() {
-			m.KeepLogs()
-			t.Logf("logs kept in %s", m.LogDir())
-		}
-		if err := m.Down(); err != nil {
-			t.Errorf("down: %v", err)
-		}
-	})
+	ctx, m := upMesh(t, l7MeshConfig)
 	// Every Service answers before the tests start.
 	eventually(t, 30*time.Second, "every Service answers", func() error {
 		for _, s := range append([]string{"web", "web-v1", "web-v2"}, l7PerTest...) {

@@ -27,90 +27,64 @@ import (
 // attempt, the caller's W3C or B3 context continued, the attempt's context
 // handed to the application, and a dead collector costing no request.
 func TestTracing(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skipf("!!! SKIPPING the end-to-end tests: they need root on Linux (network namespaces, nftables); running as uid %d", os.Geteuid())
-	}
-	bin := t.TempDir()
-	if err := sandbox.BuildBinariesFlags(bin, []string{"-race"}, "weft-node-proxy"); err != nil {
-		t.Fatal(err)
-	}
-	if err := sandbox.BuildBinaries(bin, "weft-control-plane", "weft-cni", "weft-echo"); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-
 	var sink *otlpsink.Sink
 	const grpcPort, httpPort = 4317, 4318
 	accessLog := t.TempDir() + "/access.log" // node 0's
 	var sinkIP string
 	http80 := []sandbox.ServicePort{{Name: "http", Port: 80, TargetPort: sandbox.EchoHTTPPort, AppProtocol: "http"}}
-	cfg := sandbox.MeshConfig{
-		Topology:   sandbox.Topology{Name: "wfttr", Nodes: 2, PodsPerNode: 2},
-		BinDir:     bin,
-		Namespaces: []sandbox.NamespaceSpec{{Name: "demo", Enrolled: true}},
-		Pods: func(node, j int) sandbox.PodSpec {
-			if node == 0 && j == 0 {
-				return sandbox.PodSpec{Name: "client", ServiceAccount: "client", Labels: map[string]string{"app": "client"}}
-			}
-			return sandbox.PodSpec{Name: fmt.Sprintf("web-n%d-p%d", node, j), ServiceAccount: "web", Labels: map[string]string{"app": "web"}}
-		},
-		Services: []sandbox.ServiceSpec{
-			{Name: "web", Selector: map[string]string{"app": "web"}, Ports: append(http80, sandbox.ServicePort{Name: "tcp-echo", Port: sandbox.EchoTCPPort})},
-			// b is on node 1, c on node 0: client -> b -> c crosses nodes
-			// twice, four proxy hops.
-			{Name: "b", Selector: map[string]string{"pod": "web-n1-p0"}, Ports: http80},
-			{Name: "c", Selector: map[string]string{"pod": "web-n0-p1"}, Ports: http80},
-			{Name: "g", Selector: map[string]string{"pod": "web-n1-p0"}, Ports: []sandbox.ServicePort{
-				{Name: "grpc", Port: sandbox.EchoGRPCPort, AppProtocol: "grpc"}}},
-		},
-		BeforeNodeProxies: func(ctx context.Context, m *sandbox.Mesh) error {
-			n0 := m.Nodes()[0]
-			sinkIP = n0.IP.String()
-			ns, err := netns.Open(n0.NetNSPath)
-			if err != nil {
+	cfg := func(bin string) sandbox.MeshConfig {
+		return sandbox.MeshConfig{
+			Topology:   sandbox.Topology{Name: "wfttr", Nodes: 2, PodsPerNode: 2},
+			BinDir:     bin,
+			Namespaces: []sandbox.NamespaceSpec{{Name: "demo", Enrolled: true}},
+			Pods: func(node, j int) sandbox.PodSpec {
+				if node == 0 && j == 0 {
+					return sandbox.PodSpec{Name: "client", ServiceAccount: "client", Labels: map[string]string{"app": "client"}}
+				}
+				return sandbox.PodSpec{Name: fmt.Sprintf("web-n%d-p%d", node, j), ServiceAccount: "web", Labels: map[string]string{"app": "web"}}
+			},
+			Services: []sandbox.ServiceSpec{
+				{Name: "web", Selector: map[string]string{"app": "web"}, Ports: append(http80, sandbox.ServicePort{Name: "tcp-echo", Port: sandbox.EchoTCPPort})},
+				// b is on node 1, c on node 0: client -> b -> c crosses nodes
+				// twice, four proxy hops.
+				{Name: "b", Selector: map[string]string{"pod": "web-n1-p0"}, Ports: http80},
+				{Name: "c", Selector: map[string]string{"pod": "web-n0-p1"}, Ports: http80},
+				{Name: "g", Selector: map[string]string{"pod": "web-n1-p0"}, Ports: []sandbox.ServicePort{
+					{Name: "grpc", Port: sandbox.EchoGRPCPort, AppProtocol: "grpc"}}},
+			},
+			BeforeNodeProxies: func(ctx context.Context, m *sandbox.Mesh) error {
+				n0 := m.Nodes()[0]
+				sinkIP = n0.IP.String()
+				ns, err := netns.Open(n0.NetNSPath)
+				if err != nil {
+					return err
+				}
+				defer ns.Close()
+				gl, err := netns.Listen(ns, "tcp", fmt.Sprintf("%s:%d", sinkIP, grpcPort))
+				if err != nil {
+					return err
+				}
+				hl, err := netns.Listen(ns, "tcp", fmt.Sprintf("%s:%d", sinkIP, httpPort))
+				if err != nil {
+					gl.Close()
+					return err
+				}
+				sink, err = otlpsink.Serve(gl, hl)
+				if err == nil {
+					t.Cleanup(sink.Close) // after the mesh is down
+				}
 				return err
-			}
-			defer ns.Close()
-			gl, err := netns.Listen(ns, "tcp", fmt.Sprintf("%s:%d", sinkIP, grpcPort))
-			if err != nil {
-				return err
-			}
-			hl, err := netns.Listen(ns, "tcp", fmt.Sprintf("%s:%d", sinkIP, httpPort))
-			if err != nil {
-				gl.Close()
-				return err
-			}
-			sink, err = otlpsink.Serve(gl, hl)
-			return err
-		},
-		NodeProxyArgs: func(node int) []string {
-			args := []string{"--tracing-insecure"}
-			if node == 0 {
-				return append(args, "--tracing-endpoint", fmt.Sprintf("%s:%d", sinkIP, grpcPort), "--access-log", accessLog)
-			}
-			return append(args, "--tracing-protocol", "http/protobuf", "--tracing-endpoint", fmt.Sprintf("http://%s:%d/v1/traces", sinkIP, httpPort))
-		},
-	}
-	m, err := cfg.Up(ctx)
-	if sink != nil {
-		t.Cleanup(sink.Close)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if races := raceReports(m.LogDir()); races != "" {
-			t.Errorf("the race detector reported in %s", races)
+			},
+			NodeProxyArgs: func(node int) []string {
+				args := []string{"--tracing-insecure"}
+				if node == 0 {
+					return append(args, "--tracing-endpoint", fmt.Sprintf("%s:%d", sinkIP, grpcPort), "--access-log", accessLog)
+				}
+				return append(args, "--tracing-protocol", "http/protobuf", "--tracing-endpoint", fmt.Sprintf("http://%s:%d/v1/traces", sinkIP, httpPort))
+			},
 		}
-		if t.Failed() {
-			m.KeepLogs()
-			t.Logf("logs kept in %s", m.LogDir())
-		}
-		if err := m.Down(); err != nil {
-			t.Errorf("down: %v", err)
-		}
-	})
+	}
+	ctx, m := upMesh(t, cfg)
 
 	// waitTrace waits for the spans of traceID: a request span with at
 	// least attempts attempt children.

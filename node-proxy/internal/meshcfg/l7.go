@@ -71,14 +71,16 @@ type RoutePlan struct {
 	Fault *fault.Fault // nil: no fault injection
 }
 
-var noPlan = &RoutePlan{}
+// NoPlan is the policy of a route without one (and of a request with no
+// route): no retries, no faults. Do not modify it.
+var NoPlan = &RoutePlan{}
 
 // Plan returns the compiled policy of rt, a route of r's table.
 func (r *Routes) Plan(rt *route.Route) *RoutePlan {
 	if p, ok := r.plans[rt]; ok {
 		return p
 	}
-	return noPlan
+	return NoPlan
 }
 
 func (b *builder) routeConfig(name string, a *anypb.Any) {

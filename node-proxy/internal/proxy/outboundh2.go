@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -65,7 +66,15 @@ func (pd *pod) h2Transport() *http2.Transport {
 		pd.h2 = &http2.Transport{
 			AllowHTTP: true,
 			DialTLSContext: func(ctx context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
-				c, err := pd.dialEndpoint(ctx, addr)
+				ap, err := netip.ParseAddrPort(addr)
+				if err != nil {
+					return nil, &errDial{err}
+				}
+				ep, ok := pd.p.mesh.Load().MeshedPod(ap.Addr())
+				if !ok {
+					ep = &meshcfg.Endpoint{Addr: ap}
+				}
+				c, err := pd.dialEndpoint(ctx, ep, ap)
 				if err != nil {
 					return nil, &errDial{err}
 				}
@@ -77,27 +86,22 @@ func (pd *pod) h2Transport() *http2.Transport {
 	return pd.h2
 }
 
-// dialEndpoint opens a connection to a Service endpoint: a tunnel stream
-// when it is meshed, plain TCP otherwise.
-func (pd *pod) dialEndpoint(ctx context.Context, addr string) (net.Conn, error) {
-	ap, err := netip.ParseAddrPort(addr)
+// dialEndpoint opens an L7 upstream connection to ep for authority: a
+// tunnel stream when the endpoint is meshed, plain TCP otherwise.
+func (pd *pod) dialEndpoint(ctx context.Context, ep *meshcfg.Endpoint, authority netip.AddrPort) (net.Conn, error) {
+	if !ep.Tunnel {
+		return pd.dialer.DialContext(ctx, "tcp", authority.String())
+	}
+	svid, err := pd.svid(ctx)
 	if err != nil {
 		return nil, err
 	}
-	mc := pd.p.mesh.Load()
-	if ep, ok := mc.MeshedPod(ap.Addr()); ok && ep.Tunnel {
-		svid, err := pd.svid(ctx)
-		if err != nil {
-			return nil, err
-		}
-		tdst := netip.AddrPortFrom(ap.Addr(), pd.p.cfg.Redirect.TunnelPort)
-		s, err := pd.client.Dial(ctx, svid, ep.Identity, tdst, ap, tunnelHeaders)
-		if err != nil {
-			return nil, err
-		}
-		return s, nil
+	tdst := netip.AddrPortFrom(ep.Addr.Addr(), pd.p.cfg.Redirect.TunnelPort)
+	s, err := pd.client.Dial(ctx, svid, ep.Identity, tdst, authority, tunnelHeaders)
+	if err != nil {
+		return nil, err
 	}
-	return pd.dialer.DialContext(ctx, "tcp", addr)
+	return s, nil
 }
 
 // serveHTTP2 serves the HTTP/2 requests of one pod connection to the
@@ -265,12 +269,7 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 		}
 		ep := view.src.Endpoints[i]
 		tryStart := time.Now()
-		tryDeadline := deadline
-		if pol.PerTryTimeout > 0 {
-			if d := tryStart.Add(pol.PerTryTimeout); tryDeadline.IsZero() || d.Before(tryDeadline) {
-				tryDeadline = d
-			}
-		}
+		tryDeadline := attemptDeadline(tryStart, deadline, pol.PerTryTimeout)
 		ctx, cancel := r.Context(), context.CancelFunc(func() {})
 		if !tryDeadline.IsZero() {
 			ctx, cancel = context.WithDeadline(ctx, tryDeadline)
@@ -354,6 +353,9 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 	}
 }
 
+// copyBufs are copyH2Response's buffers.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // copyH2Response writes resp to w: headers (with the route's changes),
 // the body flushed as it arrives (gRPC streams), then trailers.
 func copyH2Response(w http.ResponseWriter, resp *http.Response, rt *route.Route) {
@@ -367,7 +369,9 @@ func copyH2Response(w http.ResponseWriter, resp *http.Response, rt *route.Route)
 	}
 	w.WriteHeader(resp.StatusCode)
 	fl, _ := w.(http.Flusher)
-	buf := make([]byte, 32<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {

@@ -179,16 +179,13 @@ func (hc *h1client) handle() bool {
 	return hc.forward(rt, plan, st, view)
 }
 
-// noPlan is the policy of a request without routes.
-var noPlan = &meshcfg.RoutePlan{}
-
 // resolve finds what serves a request from a client in namespace ns to
 // Service port sp: the matching route (consumer routes of ns first) and
 // its policy, and the backend cluster chosen by weight. A non-zero status
 // is the local reply instead. header fills rr.Header when a route matches
 // on headers.
 func resolve(mc *meshcfg.Config, sp *meshcfg.ServicePort, ns string, rr *route.Request, header func() http.Header) (rt *route.Route, plan *meshcfg.RoutePlan, cl *meshcfg.Cluster, status int, reason string) {
-	plan = noPlan
+	plan = meshcfg.NoPlan
 	cluster := sp.Cluster
 	if rs := sp.RoutesFor(ns); rs != nil {
 		if rs.NeedsHeaders && rr.Header == nil {
@@ -293,12 +290,7 @@ func (hc *h1client) forward(rt *route.Route, plan *meshcfg.RoutePlan, st *cluste
 		}
 		ep := view.src.Endpoints[i]
 		tryStart := time.Now()
-		tryDeadline := deadline
-		if pol.PerTryTimeout > 0 {
-			if d := tryStart.Add(pol.PerTryTimeout); tryDeadline.IsZero() || d.Before(tryDeadline) {
-				tryDeadline = d
-			}
-		}
+		tryDeadline := attemptDeadline(tryStart, deadline, pol.PerTryTimeout)
 		hc.rec.ep, hc.rec.attempts = ep, attempt+1
 		span, hdrs := hc.rec.trace.attempt(attempt, ep)
 		u, res := hc.try(st, view, ep, hc.withTrace(head, hdrs), bodyFraming, replayable, tryDeadline)
@@ -360,6 +352,18 @@ func (pd *pod) fault(plan *meshcfg.RoutePlan) (d fault.Decision, ok bool) {
 		pd.p.metrics.faults.WithLabelValues("abort").Inc()
 	}
 	return d, true
+}
+
+// attemptDeadline is when an attempt started at start must end: the
+// route's deadline or the per-try timeout, whichever comes first (zero:
+// none).
+func attemptDeadline(start, deadline time.Time, perTry time.Duration) time.Time {
+	if perTry > 0 {
+		if d := start.Add(perTry); deadline.IsZero() || d.Before(deadline) {
+			return d
+		}
+	}
+	return deadline
 }
 
 // retryAllowed takes a retry from the budget and waits out the backoff;
@@ -459,30 +463,15 @@ func (hc *h1client) dial(st *clusterState, view *clusterView, ep *meshcfg.Endpoi
 		ctx, cancel = context.WithDeadline(pd.ctx, deadline)
 	}
 	defer cancel()
-	var c net.Conn
-	var err error
-	if ep.Tunnel {
-		svid, e := pd.svid(ctx)
-		if e != nil {
-			return nil, connectFailed
-		}
-		tdst := netip.AddrPortFrom(ep.Addr.Addr(), pd.p.cfg.Redirect.TunnelPort)
-		s, e := pd.client.Dial(ctx, svid, ep.Identity, tdst, ep.Addr, tunnelHeaders)
-		if e != nil {
-			if tunnelReason(e) == "denied" {
-				return nil, denied
-			}
-			if ctx.Err() != nil && !deadline.IsZero() {
-				return nil, timedOut
-			}
-			return nil, connectFailed
-		}
-		c = s
-	} else {
-		c, err = pd.dialer.DialContext(ctx, "tcp", ep.Addr.String())
-		if err != nil {
-			return nil, connectFailed
-		}
+	c, err := pd.dialEndpoint(ctx, ep, ep.Addr)
+	switch {
+	case err == nil:
+	case ep.Tunnel && tunnelReason(err) == "denied":
+		return nil, denied
+	case ep.Tunnel && ctx.Err() != nil && !deadline.IsZero():
+		return nil, timedOut
+	default:
+		return nil, connectFailed
 	}
 	st.conns.Add(1)
 	return &upConn{c: c, br: bufio.NewReaderSize(c, bufSize), ep: ep.Addr, st: st, limit: view.policy.IdleTimeout}, gotResponse
@@ -706,25 +695,7 @@ func (hc *h1client) dropResponse(u *upConn) {
 
 // tunnelRaw carries an upgraded connection (WebSocket, CONNECT) as bytes.
 func (hc *h1client) tunnelRaw(u *upConn) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if n := u.br.Buffered(); n > 0 {
-			p, _ := u.br.Peek(n)
-			if _, err := hc.c.Write(p); err != nil {
-				return
-			}
-		}
-		_, _ = io.Copy(hc.c, u.c)
-		closeWrite(hc.c)
-	}()
-	if n := hc.br.Buffered(); n > 0 {
-		p, _ := hc.br.Peek(n)
-		_, _ = u.c.Write(p)
-	}
-	_, _ = io.Copy(u.c, hc.c)
-	closeWrite(u.c)
-	<-done
+	rawBoth(hc.c, hc.br, u.c, u.br)
 	u.close()
 }
 

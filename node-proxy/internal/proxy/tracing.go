@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/weftmesh/weft/certs"
 	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
 	"github.com/weftmesh/weft/node-proxy/internal/telemetry"
 	"github.com/weftmesh/weft/node-proxy/internal/tunnel"
@@ -225,7 +226,7 @@ func (pd *pod) startServer(lookup func(string) string, method, path string, peer
 		if id, ok := pd.identity(); ok {
 			span.SetAttributes(attribute.String(telemetry.AttrDestinationID, id))
 		}
-		if ns := namespaceOfID(peer); ns != "" {
+		if ns, _, ok := certs.WorkloadFromID(peer); ok {
 			span.SetAttributes(attribute.String(telemetry.AttrSourceNamespace, ns))
 		}
 		if a, ok := client.(*net.TCPAddr); ok {
@@ -235,17 +236,6 @@ func (pd *pod) startServer(lookup func(string) string, method, path string, peer
 	c := &telemetry.Carrier{Lookup: func(string) string { return "" }}
 	telemetry.Inject(ctx, c, b3)
 	return span, c.Out
-}
-
-// namespaceOfID is the namespace of a workload SPIFFE ID
-// (spiffe://td/ns/<ns>/sa/<sa>).
-func namespaceOfID(id spiffeid.ID) string {
-	rest, ok := strings.CutPrefix(id.Path(), "/ns/")
-	if !ok {
-		return ""
-	}
-	ns, _, _ := strings.Cut(rest, "/")
-	return ns
 }
 
 // endServer ends a SERVER span with the status sent back (denied: the
