@@ -4,7 +4,8 @@
 #   - deepcopy methods for the CRD types in api/v1alpha1 (controller-gen object);
 #   - the CRD YAML of those types into charts/weft/crds (controller-gen crd);
 #   - the Gateway API CRDs Weft uses (HTTPRoute, GRPCRoute, experimental
-#     channel) copied from the module cache into charts/weft/crds/gateway-api.
+#     channel) copied from the module cache into charts/weft/files/gateway-api,
+#     which templates/gateway-api-crds.yaml installs when absent.
 # Run through `make generate` (which first installs the pinned tools);
 # `make verify-generated` checks that the result is current. The output
 # depends only on the sources and the pinned tool and module versions, so a
@@ -38,8 +39,9 @@ if [[ -z "$gwapi_dir" || ! -d "$gwapi_dir/config/crd/experimental" ]]; then
   echo "generate: sigs.k8s.io/gateway-api $gwapi_version is not in the module cache; run 'go mod download sigs.k8s.io/gateway-api'" >&2
   exit 1
 fi
-rm -rf "$crds/gateway-api"
-mkdir -p "$crds/gateway-api"
+gwapi_out=charts/weft/files/gateway-api
+rm -rf "$gwapi_out"
+mkdir -p "$gwapi_out"
 for kind in httproutes grpcroutes; do
   src="$gwapi_dir/config/crd/experimental/gateway.networking.k8s.io_$kind.yaml"
   if ! grep -q "gateway.networking.k8s.io/channel: experimental" "$src" ||
@@ -48,5 +50,5 @@ for kind in httproutes grpcroutes; do
     exit 1
   fi
   # install -m 0644: the module cache is read-only, the copy must not be.
-  install -m 0644 "$src" "$crds/gateway-api/"
+  install -m 0644 "$src" "$gwapi_out/"
 done

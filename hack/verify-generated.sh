@@ -8,7 +8,7 @@ trap 'rm -rf "$tmp"' EXIT
 git ls-files -co --exclude-standard -z | tar --null -cf - -T - | tar -xf - -C "$tmp"
 (cd "$tmp" && hack/generate.sh)
 # Every generated path, relative to the repo root.
-generated=(api charts/weft/crds)
+generated=(api charts/weft/crds charts/weft/files/gateway-api)
 stale=()
 for g in "${generated[@]}"; do
   diff -r -q "$tmp/$g" "$g" >/dev/null 2>&1 || stale+=("$g")

@@ -75,10 +75,10 @@ func setup(t *testing.T, ns string) *env {
 	installOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		installErr = c.ApplyCRDs(ctx, crdDir)
+		installErr = c.ApplyChartCRDs(ctx)
 	})
 	if installErr != nil {
-		t.Fatalf("install CRDs from %s: %v", crdDir, installErr)
+		t.Fatalf("install the chart's CRDs: %v", installErr)
 	}
 	dyn, err := dynamic.NewForConfig(rest.CopyConfig(c.Config))
 	if err != nil {

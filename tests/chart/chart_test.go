@@ -39,7 +39,6 @@ const (
 
 var (
 	chartDir = filepath.Join("..", "..", "charts", "weft")
-	crdDir   = filepath.Join(chartDir, "crds")
 	cluster  *kube.Cluster
 )
 
@@ -123,7 +122,7 @@ func TestLint(t *testing.T) {
 func TestTemplateGolden(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := render(t, c.values)
+			got, _ := splitGatewayCRDs(render(t, c.values))
 			golden := filepath.Join("testdata", c.name+".golden.yaml")
 			if *update {
 				if err := os.WriteFile(golden, got, 0o644); err != nil {
@@ -249,8 +248,8 @@ func newApplier(t *testing.T) *applier {
 	helmBin(t) // skip before touching the cluster when there is no helm
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	if err := c.ApplyCRDs(ctx, crdDir); err != nil {
-		t.Fatalf("install CRDs from %s: %v", crdDir, err)
+	if err := c.ApplyChartCRDs(ctx); err != nil {
+		t.Fatalf("install the chart's CRDs: %v", err)
 	}
 	_, err := c.Clientset().CoreV1().Namespaces().Create(ctx,
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -38,8 +39,29 @@ type crdDoc struct {
 	crd    *apiextensionsv1.CustomResourceDefinition
 }
 
+// ChartCRDDirs are the Helm chart's CRD directories, relative to the
+// repository root: Weft's own CRDs (crds/, which Helm installs) and the
+// Gateway API's HTTPRoute and GRPCRoute (files/gateway-api, which a template
+// installs when the cluster lacks them).
+var ChartCRDDirs = []string{"charts/weft/crds", "charts/weft/files/gateway-api"}
+
+// ApplyChartCRDs applies every CRD the chart ships (ChartCRDDirs) with
+// ApplyCRDs: what a Weft control plane needs to run.
+func (c *Cluster) ApplyChartCRDs(ctx context.Context) error {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return errors.New("apply chart CRDs: cannot locate the repository")
+	}
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	dirs := make([]string, len(ChartCRDDirs))
+	for i, d := range ChartCRDDirs {
+		dirs[i] = filepath.Join(root, filepath.FromSlash(d))
+	}
+	return c.ApplyCRDs(ctx, dirs...)
+}
+
 // ApplyCRDs creates, or updates when it already exists, every
-// CustomResourceDefinition in the YAML (or JSON) files under dir, and waits
+// CustomResourceDefinition in the YAML (or JSON) files under each of dirs, and waits
 // until each is Established and its resources are served by discovery.
 //
 // Files are found recursively (extensions .yaml, .yml and .json), read in
@@ -55,13 +77,20 @@ type crdDoc struct {
 // a CRD that was already Established, the apiserver may go on validating
 // with the previous schema for a moment; tests that change a CRD's schema
 // should use a fresh cluster.
-func (c *Cluster) ApplyCRDs(ctx context.Context, dir string) error {
-	docs, err := readCRDs(dir)
-	if err != nil {
-		return err
+func (c *Cluster) ApplyCRDs(ctx context.Context, dirs ...string) error {
+	if len(dirs) == 0 {
+		return errors.New("apply CRDs: no directory given")
 	}
-	if len(docs) == 0 {
-		return fmt.Errorf("apply CRDs: no CustomResourceDefinition found under %s", dir)
+	var docs []crdDoc
+	for _, dir := range dirs {
+		d, err := readCRDs(dir)
+		if err != nil {
+			return err
+		}
+		if len(d) == 0 {
+			return fmt.Errorf("apply CRDs: no CustomResourceDefinition found under %s", dir)
+		}
+		docs = append(docs, d...)
 	}
 	cs, err := apiextensionsclient.NewForConfig(rest.CopyConfig(c.Config))
 	if err != nil {

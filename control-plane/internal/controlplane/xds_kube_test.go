@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -33,11 +31,6 @@ import (
 	"github.com/weftmesh/weft/certs/certstest"
 	"github.com/weftmesh/weft/tests/kube"
 )
-
-func crdDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "charts", "weft", "crds")
-}
 
 // meshFixture creates an enrolled namespace with two Services (v1, v2) and a
 // canary HTTPRoute on v1 splitting 90/10, plus an HTTPRoute whose backend
@@ -160,7 +153,7 @@ func TestWeightChangeReachesDeltaClient(t *testing.T) {
 	c := kube.Require(t, cluster)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := c.ApplyCRDs(ctx, crdDir()); err != nil {
+	if err := c.ApplyChartCRDs(ctx); err != nil {
 		t.Fatal(err)
 	}
 	cs, gw := c.Clientset(), gwclient.NewForConfigOrDie(c.Config)
@@ -207,7 +200,7 @@ func TestStatusAndLeaderElection(t *testing.T) {
 	c := kube.Require(t, cluster)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := c.ApplyCRDs(ctx, crdDir()); err != nil {
+	if err := c.ApplyChartCRDs(ctx); err != nil {
 		t.Fatal(err)
 	}
 	cs, gw := c.Clientset(), gwclient.NewForConfigOrDie(c.Config)

@@ -33,14 +33,14 @@ func (s *Server) Debug(node string) ([]byte, error) {
 
 // DebugHandler serves /debug/config: ?node=NAME returns Debug(NAME) (404
 // when the node has no snapshot); without a node it lists the connected
-// nodes.
+// nodes and each one's synchronisation state (debugNodes).
 func (s *Server) DebugHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		node := r.URL.Query().Get("node")
 		var body []byte
 		var err error
 		if node == "" {
-			body, err = json.MarshalIndent(map[string][]string{"connected": s.Connected()}, "", "  ")
+			body, err = json.MarshalIndent(s.debugNodes(), "", "  ")
 		} else {
 			body, err = s.Debug(node)
 		}
@@ -83,4 +83,27 @@ func (s *Snapshot) debugJSON(node string) ([]byte, error) {
 		out.Types[typeURL] = t
 	}
 	return json.MarshalIndent(out, "", "  ")
+}
+
+// debugNodes is /debug/config without a node: the connected nodes and,
+// for each, its synchronisation state (NodeSync with its Status).
+type debugNodes struct {
+	Connected []string                 `json:"connected"`
+	Nodes     map[string]debugNodeSync `json:"nodes"`
+}
+
+type debugNodeSync struct {
+	Status string `json:"status"`
+	NodeSync
+}
+
+func (s *Server) debugNodes() debugNodes {
+	out := debugNodes{Connected: s.Connected(), Nodes: map[string]debugNodeSync{}}
+	if out.Connected == nil {
+		out.Connected = []string{}
+	}
+	for node, n := range s.Sync() {
+		out.Nodes[node] = debugNodeSync{Status: n.Status(), NodeSync: n}
+	}
+	return out
 }

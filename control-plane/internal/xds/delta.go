@@ -189,6 +189,7 @@ func (d *deltaStream) request(req *discoverygrpc.DeltaDiscoveryRequest) error {
 		d.order = append(d.order, t)
 		slices.SortFunc(d.order, func(a, b *deltaType) int { return cmp.Compare(typeRank(a.url), typeRank(b.url)) })
 	}
+	d.s.answered(d.key, url, req.GetResponseNonce(), req.GetErrorDetail() != nil, req.GetErrorDetail().GetMessage())
 	if detail := req.GetErrorDetail(); detail != nil && req.GetResponseNonce() != "" {
 		d.s.log.Warn("xDS client rejected an update", logKeyNode, d.node, logKeyType, url,
 			logKeyNonce, req.GetResponseNonce(), logKeyErr, detail.GetMessage())
@@ -334,6 +335,7 @@ func (d *deltaStream) respond(t *deltaType) error {
 		return nil // the stream or the server is ending
 	}
 	d.lend(d.nonce, l)
+	d.s.sent(d.key, t.url, set.version, resp.Nonce)
 	t.inFlight, t.answerEmpty = true, false
 	d.s.metrics.pushes.WithLabelValues(typeLabel(t.url)).Inc()
 	return d.str.Send(resp)

@@ -20,8 +20,9 @@ type streamKey struct {
 
 // stream is an open stream whose caller was authenticated.
 type stream struct {
-	node     string // from the client certificate
-	accepted bool   // a request with the right node.id arrived; counted as connected
+	node     string               // from the client certificate
+	accepted bool                 // a request with the right node.id arrived; counted as connected
+	sync     map[string]*TypeSync // by type URL: last response and its answer
 }
 
 // callbacks are go-control-plane's hooks into every stream. The server
@@ -47,10 +48,16 @@ func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node) {
 }
 
 func (c callbacks) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest) error {
-	return c.s.request(streamKey{protocolSotW, id}, req.GetNode())
+	key := streamKey{protocolSotW, id}
+	if err := c.s.request(key, req.GetNode()); err != nil {
+		return err
+	}
+	c.s.answered(key, req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail() != nil, req.GetErrorDetail().GetMessage())
+	return nil
 }
 
-func (c callbacks) OnStreamResponse(_ context.Context, _ int64, _ *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
+func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
+	c.s.sent(streamKey{protocolSotW, id}, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
 	c.s.metrics.pushes.WithLabelValues(typeLabel(resp.GetTypeUrl())).Inc()
 }
 

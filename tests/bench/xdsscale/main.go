@@ -55,7 +55,7 @@ func main() {
 	flag.IntVar(&c.services, "services", 500, "Services, each selecting pods/services pods")
 	flag.IntVar(&c.rounds, "rounds", 10, "weight changes to time")
 	flag.StringVar(&c.bin, "control-plane", "bin/weft-control-plane", "the control plane binary")
-	flag.StringVar(&c.crds, "crds", "charts/weft/crds", "CRDs to install")
+	flag.StringVar(&c.crds, "crds", "charts/weft/crds,charts/weft/files/gateway-api", "comma-separated directories of CRDs to install")
 	flag.StringVar(&c.namespace, "namespace", "bench", "namespace of the simulated workloads")
 	flag.StringVar(&c.memLimit, "gomemlimit", "900MiB", "GOMEMLIMIT of the control plane (as the Helm chart sets from its memory limit); empty for none")
 	flag.StringVar(&c.pprofDir, "pprof", "", "if set, write the control plane's CPU profile over the timed rounds (cpu.pprof) and its heap profile after them (heap.pprof) into this directory")
@@ -79,7 +79,7 @@ func run(c config) error {
 		return err
 	}
 	defer cluster.Stop()
-	if err := cluster.ApplyCRDs(ctx, c.crds); err != nil {
+	if err := cluster.ApplyCRDs(ctx, strings.Split(c.crds, ",")...); err != nil {
 		return err
 	}
 	cfg := rest.CopyConfig(cluster.Config)

@@ -282,13 +282,13 @@ func checkGatewayAPI(ctx context.Context, c *checker, ext apiextensionsclient.In
 	switch {
 	case len(noV1) > 0:
 		c.warn("Gateway API CRDs installed without version v1: "+strings.Join(noV1, ", "),
-			"Weft uses gateway.networking.k8s.io/v1 routes and Helm does not replace existing CRDs:\nupgrade the Gateway API CRDs (kubectl apply -f charts/weft/crds/gateway-api)")
+			"Weft uses gateway.networking.k8s.io/v1 routes and the chart leaves CRDs it did not install alone:\nupgrade the Gateway API CRDs (kubectl apply --server-side -f charts/weft/files/gateway-api)")
 	case len(missing) == len(gatewayAPICRDs):
 		c.ok("Gateway API CRDs not installed: the chart installs them")
 	case len(missing) > 0:
 		c.ok(fmt.Sprintf("Gateway API CRDs: %s installed; the chart installs %s", strings.Join(present, ", "), strings.Join(missing, ", ")))
 	default:
-		c.ok("Gateway API CRDs installed (" + strings.Join(present, ", ") + "); the chart leaves them as they are")
+		c.ok("Gateway API CRDs installed (" + strings.Join(present, ", ") + "); the chart leaves CRDs it did not install as they are")
 	}
 }
 

@@ -16,8 +16,6 @@ import (
 	"github.com/weftmesh/weft/tests/kube"
 )
 
-const chartCRDs = "../../../charts/weft/crds"
-
 // TestCheck runs weftctl check against its own apiserver (it installs CRDs
 // and a simulated Weft install, which the other kube tests must not see).
 // With no kubelet, the Deployment, DaemonSet and pod statuses are set by
@@ -87,7 +85,7 @@ func TestCheck(t *testing.T) {
 
 	// Install: CRDs, a control plane not ready yet, a node proxy ready on
 	// one node of two.
-	if err := c.ApplyCRDs(ctx, chartCRDs); err != nil {
+	if err := c.ApplyChartCRDs(ctx); err != nil {
 		t.Fatalf("apply chart CRDs: %v", err)
 	}
 	const ns = "weft-system"

@@ -22,7 +22,7 @@ import (
 	"github.com/weftmesh/weft/tests/kube"
 )
 
-const gatewayCRDs = "../../../charts/weft/crds/gateway-api"
+const gatewayCRDs = "../../../charts/weft/files/gateway-api"
 
 // run runs weftctl with args and returns its exit code, stdout and stderr.
 func run(t *testing.T, args ...string) (int, string, string) {

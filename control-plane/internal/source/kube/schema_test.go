@@ -18,13 +18,13 @@ import (
 
 // TestSchemaAgreement checks local mode's validation against the real
 // thing: each object goes to the apiserver (dry run, with the CRDs of
-// charts/weft/crds installed) and through source/convert, and both must
+// the chart installed) and through source/convert, and both must
 // accept it or both refuse it. A CRD that gains a rule convert lacks, or
 // convert refusing what a cluster accepts, fails here.
 func TestSchemaAgreement(t *testing.T) {
 	c := kubetest.Require(t, cluster)
 	ctx := t.Context()
-	if err := c.ApplyCRDs(ctx, crdDir); err != nil {
+	if err := c.ApplyChartCRDs(ctx); err != nil {
 		t.Fatalf("apply CRDs: %v", err)
 	}
 	const ns = "schema"

@@ -38,8 +38,8 @@ func TestMain(m *testing.M) { os.Exit(kubetest.Main(m, &cluster)) }
 
 const (
 	// scenario holds objects of every kind; source/dir's tests read it too.
-	scenario = "../testdata/scenario"
-	crdDir   = "../../../../charts/weft/crds"
+	scenario      = "../testdata/scenario"
+	gatewayCRDDir = "../../../../charts/weft/files/gateway-api"
 	// waitTimeout bounds every wait for a change notification.
 	waitTimeout = 30 * time.Second
 )
@@ -163,7 +163,7 @@ func TestScenario(t *testing.T) {
 	// namespace controller runs), and -count=N must work.
 	c := kubetest.StartT(t)
 	ctx := t.Context()
-	if err := c.ApplyCRDs(ctx, crdDir); err != nil {
+	if err := c.ApplyChartCRDs(ctx); err != nil {
 		t.Fatalf("apply CRDs: %v", err)
 	}
 	src := startSource(t, c, nil, 0)
@@ -312,7 +312,7 @@ func TestMissingCRDs(t *testing.T) {
 	}
 	waitFor(t, src, "a Service while CRDs are missing", func(s *model.Snapshot) bool { return s.Services["plain/svc"] != nil })
 
-	if err := c.ApplyCRDs(ctx, filepath.Join(crdDir, "gateway-api")); err != nil {
+	if err := c.ApplyCRDs(ctx, gatewayCRDDir); err != nil {
 		t.Fatalf("apply Gateway API CRDs: %v", err)
 	}
 	gw := gwclient.NewForConfigOrDie(rest.CopyConfig(c.Config))
