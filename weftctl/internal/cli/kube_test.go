@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -58,6 +59,7 @@ func TestKubeCommands(t *testing.T) {
 	cs := c.Clientset()
 	t.Run("enroll", func(t *testing.T) { testEnroll(t, kc, cs) })
 	t.Run("errors", func(t *testing.T) { testKubeErrors(t, kc) })
+	t.Run("identity", func(t *testing.T) { testIdentityKube(t, cs) })
 	if err := c.ApplyCRDs(t.Context(), gatewayCRDs); err != nil {
 		t.Fatalf("apply Gateway API CRDs: %v", err)
 	}
@@ -399,5 +401,52 @@ func TestKubeHelp(t *testing.T) {
 	code, out, _ := run(t, "completion", "bash")
 	if code != 0 || !strings.Contains(out, "bash completion") {
 		t.Errorf("completion bash: exit %d, output %.200s", code, out)
+	}
+}
+
+// testIdentityKube covers what `weftctl identity` decides from the cluster
+// alone: why a pod is outside the mesh, and a node with no node proxy.
+// Reading a node proxy through a port-forward needs a kubelet: the
+// end-to-end cluster suite covers it.
+func testIdentityKube(t *testing.T, cs kubernetes.Interface) {
+	ctx := t.Context()
+	createNamespace(t, cs, "idplain", nil, nil)
+	createNamespace(t, cs, "idmesh", nil, map[string]string{meshKey: meshEnabled})
+	for _, ns := range []string{"idplain", "idmesh"} {
+		if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod := func(ns, name, node string, hostNet bool, ann map[string]string) {
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann},
+			Spec: corev1.PodSpec{ServiceAccountName: "app", NodeName: node, HostNetwork: hostNet,
+				Containers: []corev1.Container{{Name: "c", Image: "app"}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod("idplain", "web", "n1", false, nil)
+	pod("idmesh", "host", "n1", true, nil)
+	pod("idmesh", "optout", "n1", false, map[string]string{meshKey: meshDisabled})
+	pod("idmesh", "pending", "", false, nil)
+	pod("idmesh", "web", "n1", false, nil)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-n", "idplain", "web"}, "namespace idplain is not enrolled: weftctl enroll idplain"},
+		{[]string{"-n", "idmesh", "host"}, "hostNetwork pods are never enrolled"},
+		{[]string{"-n", "idmesh", "optout"}, "the pod opted out (annotation weftmesh.io/mesh: disabled)"},
+		{[]string{"-n", "idmesh", "pending"}, "is not scheduled yet"},
+		{[]string{"-n", "idmesh", "web"}, "runs on node n1, where no Weft node proxy runs"},
+		{[]string{"-n", "idmesh", "ghost"}, "pod idmesh/ghost not found"},
+	} {
+		var out, errOut bytes.Buffer
+		code := Main(append([]string{"identity"}, tc.args...), &out, &errOut)
+		if code == 0 {
+			t.Errorf("identity %v: exit 0, want 1", tc.args)
+		}
+		mustContain(t, fmt.Sprintf("identity %v output", tc.args), out.String()+errOut.String(), tc.want)
 	}
 }

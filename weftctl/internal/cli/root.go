@@ -28,6 +28,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCertsCmd(), newSandboxCmd(), newEnrollCmd(), newUnenrollCmd(), newCanaryCmd(), newCheckCmd())
+	root.AddCommand(newCertsCmd(), newSandboxCmd(), newEnrollCmd(), newUnenrollCmd(), newCanaryCmd(), newCheckCmd(),
+		newStatusCmd(), newProxyConfigCmd(), newIdentityCmd())
 	return root
 }
