@@ -96,6 +96,7 @@ func TestL7(t *testing.T) {
 		{"Retries", testRetries},
 		{"BudgetCapsRetries", testBudgetCapsRetries},
 		{"Abort25", testAbort25},
+		{"AbortRetried", testAbortRetried},
 		{"Delay50", testDelay50},
 		{"GRPCAbort", testGRPCAbort},
 		{"PerTryTimeout", testPerTryTimeout},
@@ -426,6 +427,54 @@ spec:
 	}
 	if int(faults) != res.Status[503] {
 		t.Errorf("faults_injected{abort} rose by %.0f; want %d, the 503s", faults, res.Status[503])
+	}
+}
+
+// testAbortRetried: faults are drawn per attempt, so a retry policy that
+// retries 5xx hides an injected 50% abort: a request fails only when all
+// six attempts are aborted (1/64). Every injected abort is either retried
+// or answered, exactly.
+func testAbortRetried(ctx context.Context, t *testing.T, m *sandbox.Mesh) {
+	const file = "73-l7-faulty.yaml"
+	if err := m.Apply(file, `apiVersion: weftmesh.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: faulty, namespace: demo}
+spec:
+  targetRefs: [{group: "", kind: Service, name: faulty}]
+  faults:
+    abort: {httpStatus: 503, percentage: 50}
+  retry: {attempts: 5, retryOn: [5xx], budget: {percent: 100, minRetriesPerSecond: 1000}}
+`); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Delete(file)
+	eventually(t, 20*time.Second, "retries hide the aborts on faulty", func() error {
+		res, err := m.Load(ctx, l7Client, echo.LoadSpec{URL: "http://faulty.demo/probe", Requests: 50, Concurrency: 5})
+		if err != nil {
+			return err
+		}
+		if res.Status[200] < 45 {
+			return fmt.Errorf("50 requests: status %v", res.Status)
+		}
+		return nil
+	})
+	faultsBefore := metricSum(ctx, t, m, 0, "weft_proxy_faults_injected_total", `kind="abort"`)
+	retriesBefore := metricSum(ctx, t, m, 0, "weft_proxy_retries_total", `result="retried"`)
+	res := mustLoad(ctx, t, m, l7Client, echo.LoadSpec{URL: "http://faulty.demo/abort-retried", Requests: 2000, Concurrency: 8})
+	faults := metricSum(ctx, t, m, 0, "weft_proxy_faults_injected_total", `kind="abort"`) - faultsBefore
+	retries := metricSum(ctx, t, m, 0, "weft_proxy_retries_total", `result="retried"`) - retriesBefore
+	s := share(res.Status[503], res.Requests)
+	t.Logf("abort 50%% with 5 retries: %d requests, status %v, errors %d, 503 share %.2f%% (expected 1.56), aborts injected %.0f, retries %.0f",
+		res.Requests, res.Status, res.Errors, s, faults, retries)
+	if res.Errors != 0 || res.Status[200]+res.Status[503] != res.Requests {
+		t.Errorf("want only 200s and 503s: errors %d %v, status %v", res.Errors, res.ErrorSamples, res.Status)
+	}
+	// Binomial(2000, 1/64): mean 31, sd 5.5.
+	if n := res.Status[503]; n < 10 || n > 60 {
+		t.Errorf("%d requests failed; want about 31 (2000/64): retries should hide all but 1/64 of the aborts", n)
+	}
+	if int(faults) != int(retries)+res.Status[503] {
+		t.Errorf("aborts injected %.0f != retries %.0f + answered 503s %d: each abort is either retried or answered", faults, retries, res.Status[503])
 	}
 }
 

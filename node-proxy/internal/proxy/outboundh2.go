@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/weftmesh/weft/node-proxy/internal/l7/fault"
 	"github.com/weftmesh/weft/node-proxy/internal/l7/retry"
 	"github.com/weftmesh/weft/node-proxy/internal/l7/route"
 	"github.com/weftmesh/weft/node-proxy/internal/meshcfg"
@@ -189,33 +190,6 @@ func (pd *pod) handleH2(w http.ResponseWriter, r *http.Request, dst netip.AddrPo
 	} else {
 		traceOf(r).routed("", cl.Name)
 	}
-	grpc := isGRPC(r.Header)
-	d, ok := pd.fault(plan)
-	if !ok {
-		pd.finish(rec, 499, "")
-		return
-	}
-	if d.Delay > 0 {
-		rec.fault = "delay"
-		traceOf(r).fault("delay")
-	}
-	if d.Abort {
-		rec.fault = "abort"
-		pd.p.metrics.requests.WithLabelValues("outbound", strconv.Itoa(d.HTTPStatus), replyFault).Inc()
-		pd.finish(rec, d.HTTPStatus, replyFault)
-		w.Header().Set("X-Weft-Local-Reply", replyFault)
-		switch {
-		case grpc && d.HasGRPC:
-			grpcTrailersOnly(w, d.GRPCStatus, "fault filter abort")
-		case grpc:
-			grpcTrailersOnly(w, grpcFromHTTP(d.HTTPStatus), "fault filter abort")
-		default:
-			w.Header().Set("Content-Type", "text/plain")
-			w.WriteHeader(d.HTTPStatus)
-			_, _ = io.WriteString(w, localText(replyFault))
-		}
-		return
-	}
 	st, view := pd.p.clusters.state(cl)
 	if max := view.policy.MaxRequests; max > 0 {
 		if st.inflight.Add(1) > int64(max) {
@@ -254,9 +228,34 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 	ntried := 0
 	last := resetBeforeResponse
 	for attempt := 0; ; attempt++ {
+		// Faults are drawn per attempt, as on the HTTP/1.1 path.
+		if d, ok := pd.fault(plan); !ok {
+			pd.finish(recOf(r), 499, "")
+			return
+		} else if d.Delay > 0 || d.Abort {
+			kind := map[bool]string{true: "abort", false: "delay"}[d.Abort]
+			recOf(r).fault = kind
+			traceOf(r).fault(kind)
+			if d.Abort {
+				status, gs := d.HTTPStatus, (*int)(nil)
+				if grpc := isGRPC(r.Header); grpc {
+					code := grpcFromHTTP(d.HTTPStatus)
+					if d.HasGRPC {
+						code = d.GRPCStatus
+					}
+					status, gs = http.StatusOK, &code
+				}
+				if replayable && attempt < pol.Attempts && pol.Retriable(status, gs, false, false) &&
+					pd.retryAllowed(view, deadline, attempt+1, pol) {
+					continue
+				}
+				pd.h2FaultReply(w, r, d)
+				return
+			}
+		}
 		i, ok := pickEndpoint(view, tried[:ntried])
 		if !ok {
-			if attempt == 0 {
+			if ntried == 0 {
 				pd.h2Local(w, r, http.StatusServiceUnavailable, replyNoHealthy)
 			} else {
 				pd.h2Fail(w, r, last)
@@ -406,5 +405,25 @@ func (pd *pod) h2Fail(w http.ResponseWriter, r *http.Request, res outcome) {
 		pd.h2Local(w, r, http.StatusForbidden, replyDenied)
 	default:
 		pd.h2Local(w, r, http.StatusServiceUnavailable, replyReset)
+	}
+}
+
+// h2FaultReply answers with an injected abort: its HTTP status, or for
+// gRPC its grpc-status (trailers-only).
+func (pd *pod) h2FaultReply(w http.ResponseWriter, r *http.Request, d fault.Decision) {
+	rec := recOf(r)
+	pd.p.metrics.requests.WithLabelValues("outbound", strconv.Itoa(d.HTTPStatus), replyFault).Inc()
+	pd.finish(rec, d.HTTPStatus, replyFault)
+	w.Header().Set("X-Weft-Local-Reply", replyFault)
+	grpc := isGRPC(r.Header)
+	switch {
+	case grpc && d.HasGRPC:
+		grpcTrailersOnly(w, d.GRPCStatus, "fault filter abort")
+	case grpc:
+		grpcTrailersOnly(w, grpcFromHTTP(d.HTTPStatus), "fault filter abort")
+	default:
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(d.HTTPStatus)
+		_, _ = io.WriteString(w, localText(replyFault))
 	}
 }

@@ -155,19 +155,6 @@ func (hc *h1client) handle() bool {
 	} else {
 		hc.rec.trace.routed("", cl.Name)
 	}
-	if d, ok := hc.pd.fault(plan); !ok {
-		hc.pd.finish(&hc.rec, 499, "")
-		return false
-	} else {
-		if d.Delay > 0 {
-			hc.rec.fault = "delay"
-			hc.rec.trace.fault("delay")
-		}
-		if d.Abort {
-			hc.rec.fault = "abort"
-			return hc.discardAndReply(d.HTTPStatus, replyFault)
-		}
-	}
 	st, view := p.clusters.state(cl)
 	if max := view.policy.MaxRequests; max > 0 {
 		if st.inflight.Add(1) > int64(max) {
@@ -277,9 +264,28 @@ func (hc *h1client) forward(rt *route.Route, plan *meshcfg.RoutePlan, st *cluste
 	ntried := 0
 	var last outcome
 	for attempt := 0; ; attempt++ {
+		// Faults are drawn per attempt: an injected abort is an attempt
+		// that failed, retried as an upstream failure would be.
+		if d, ok := hc.pd.fault(plan); !ok {
+			hc.pd.finish(&hc.rec, 499, "")
+			return false
+		} else if d.Delay > 0 || d.Abort {
+			kind := map[bool]string{true: "abort", false: "delay"}[d.Abort]
+			hc.rec.fault = kind
+			hc.rec.trace.fault(kind)
+			if d.Abort {
+				if !upgrade && replayable && attempt < pol.Attempts && pol.Retriable(d.HTTPStatus, nil, false, false) &&
+					hc.pd.retryAllowed(view, deadline, attempt+1, pol) {
+					continue
+				}
+				// A body not buffered whole is still (partly) unread:
+				// close the connection rather than read past it.
+				return hc.local(d.HTTPStatus, replyFault, !replayable)
+			}
+		}
 		i, ok := pickEndpoint(view, tried[:ntried])
 		if !ok {
-			if attempt == 0 {
+			if ntried == 0 {
 				return hc.discardAndReply(http.StatusServiceUnavailable, replyNoHealthy)
 			}
 			return hc.failReply(last)
