@@ -26,7 +26,7 @@ func newSandboxCmd() *cobra.Command {
 network namespace, the control plane runs with --config-dir on node 0, one node proxy
 runs per node, and weft-echo runs in every pod. See docs/tasks/sandbox.md.`,
 	}
-	c.AddCommand(newSandboxUpCmd(), newSandboxDownCmd(), newSandboxTraceCmd())
+	c.AddCommand(newSandboxUpCmd(), newSandboxDownCmd(), newSandboxTraceCmd(), newSandboxDemoCmd())
 	return c
 }
 
@@ -79,9 +79,24 @@ run ` + "`make build`" + ` first.`,
 // runSandboxUp builds the mesh, prints it to w and waits for ctx to end;
 // progress goes to errw.
 func runSandboxUp(ctx context.Context, w, errw io.Writer, o sandboxUpOptions) error {
-	bin, err := sandboxBinDir(o.binDir)
+	m, bin, closeTracing, err := upSandbox(ctx, errw, o)
 	if err != nil {
 		return err
+	}
+	defer closeTracing()
+	printMesh(w, m, bin, !o.noNodeProxies)
+	<-ctx.Done()
+	fmt.Fprintf(w, "\nTearing down sandbox %s...\n", m.Name())
+	return downSandbox(w, m, o)
+}
+
+// upSandbox builds the mesh o describes, with its progress reported to
+// errw, and returns it with the directory of the binaries. closeTracing
+// stops the OTLP receiver of --tracing: call it once the mesh is down.
+func upSandbox(ctx context.Context, errw io.Writer, o sandboxUpOptions) (m *sandbox.Mesh, bin string, closeTracing func(), err error) {
+	bin, err = sandboxBinDir(o.binDir)
+	if err != nil {
+		return nil, "", nil, err
 	}
 	progress := slog.New(slog.NewTextHandler(errw, &slog.HandlerOptions{
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
@@ -98,25 +113,27 @@ func runSandboxUp(ctx context.Context, w, errw io.Writer, o sandboxUpOptions) er
 		LogDir:        o.logDir,
 		Log:           progress,
 	}
-	var tr *sandboxTracing
+	closeTracing = func() {}
 	if o.tracing || o.otlpEndpoint != "" {
-		tr = &sandboxTracing{forwardTo: o.otlpEndpoint}
+		tr := &sandboxTracing{forwardTo: o.otlpEndpoint}
 		cfg.BeforeNodeProxies = tr.start
 		cfg.NodeProxyArgs = tr.args
+		closeTracing = tr.close
 	}
-	m, err := cfg.Up(ctx)
-	if tr != nil {
-		defer tr.close()
-	}
+	m, err = cfg.Up(ctx)
 	if err != nil {
-		return err
+		closeTracing()
+		return nil, "", nil, err
 	}
 	if o.keepLogs {
 		m.KeepLogs()
 	}
-	printMesh(w, m, bin, !o.noNodeProxies)
-	<-ctx.Done()
-	fmt.Fprintf(w, "\nTearing down sandbox %s...\n", m.Name())
+	return m, bin, closeTracing, nil
+}
+
+// downSandbox tears m down and says so, and where the logs are if they
+// are kept.
+func downSandbox(w io.Writer, m *sandbox.Mesh, o sandboxUpOptions) error {
 	if err := m.Down(); err != nil {
 		return fmt.Errorf("tear down: %w (run `weftctl sandbox down --name %s`)", err, m.Name())
 	}
@@ -153,6 +170,12 @@ func sandboxBinDir(dir string) (string, error) {
 
 // printMesh tells what was built and how to use it.
 func printMesh(w io.Writer, m *sandbox.Mesh, bin string, proxies bool) {
+	printMeshTables(w, m, proxies)
+	printMeshUsage(w, m, bin, proxies)
+}
+
+// printMeshTables prints the nodes, pods and Services of m.
+func printMeshTables(w io.Writer, m *sandbox.Mesh, proxies bool) {
 	fmt.Fprintf(w, "\nSandbox %s is up: %d nodes, %d pods; control plane at %s (in %s).\n\n",
 		m.Name(), len(m.Nodes()), len(m.Pods()), m.ControlPlane(), m.Nodes()[0].Name)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -193,7 +216,10 @@ func printMesh(w io.Writer, m *sandbox.Mesh, bin string, proxies bool) {
 		fmt.Fprintf(tw, "%s.%s\t%s\t%s\n", s.Name, s.Namespace, s.IP, strings.Join(ports, ", "))
 	}
 	tw.Flush()
+}
 
+// printMeshUsage prints where m's files are and commands to try.
+func printMeshUsage(w io.Writer, m *sandbox.Mesh, bin string, proxies bool) {
 	n0 := m.Nodes()[0]
 	echo := filepath.Join(bin, "weft-echo")
 	fmt.Fprintf(w, "\nConfig dir: %s\n  Kubernetes YAML; edit or add files there, the control plane re-reads it every 200ms.\n", m.ConfigDir())
