@@ -7,7 +7,7 @@ FUZZTIME ?= 30s
 # Binaries built by `make build`.
 CMDS     := ./control-plane/cmd/... ./node-proxy/cmd/... ./weftctl ./tests/apps/echo/cmd/weft-echo
 
-.PHONY: help tools build generate verify-generated lint test test-unit test-integration kube-binaries fuzz bench bench-proxy demo demo-identity clean
+.PHONY: help tools build generate verify-generated lint test test-unit test-integration kube-binaries cluster-binaries e2e-cluster images fuzz bench bench-proxy demo demo-identity clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -32,10 +32,20 @@ lint: ## gofmt and go vet
 kube-binaries: ## Build (once, cached outside the repo) kube-apiserver and etcd for integration tests
 	@tests/kube/build-binaries.sh >/dev/null
 
-test: tools lint verify-generated kube-binaries ## Everything: lint, generated files, unit (race), fuzz seeds, integration
+cluster-binaries: ## Build (once, cached outside the repo) a whole single-node Kubernetes for the end-to-end suite (first time: 15-20 min)
+	@tests/cluster/build-binaries.sh >/dev/null
+
+e2e-cluster: tools cluster-binaries ## Only the end-to-end suite on a real single-node Kubernetes (root, Linux)
+	WEFT_CLUSTER_BIN=$$(tests/cluster/build-binaries.sh) $(GO) test -count=1 -timeout 30m -v ./tests/cluster/...
+
+images: ## Build the container images (control plane, node proxy, echo, pause) as tarballs in bin/images/
+	$(GO) run ./tests/cluster/cmd/weft-images -out $(BIN)/images
+
+test: tools lint verify-generated kube-binaries cluster-binaries ## Everything: lint, generated files, unit (race), fuzz seeds, integration
 	@if [[ $$(id -u) -ne 0 || $$(uname -s) != Linux ]]; then \
 	  echo "!!! NOT ROOT ON LINUX: the network-namespace and end-to-end tests will SKIP (go test -v shows which)"; fi
-	WEFT_KUBE_BIN=$$(tests/kube/build-binaries.sh) $(GO) test -race -count=1 ./...
+	WEFT_KUBE_BIN=$$(tests/kube/build-binaries.sh) WEFT_CLUSTER_BIN=$$(tests/cluster/build-binaries.sh) \
+	  $(GO) test -race -count=1 -timeout 30m ./...
 
 test-unit: ## Only the packages whose tests need no kube-apiserver, with the race detector
 	$(GO) test -race -count=1 $$($(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... \
