@@ -145,6 +145,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		return nil, err
 	}
+	if err := c.writeHelmValues(); err != nil {
+		if stopErr := c.Stop(); stopErr != nil {
+			err = errors.Join(err, stopErr)
+		}
+		return nil, err
+	}
 	logf("cluster: ready in %s (state %s)", time.Since(t0).Round(100*time.Millisecond), dir)
 	return c, nil
 }

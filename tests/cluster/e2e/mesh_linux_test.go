@@ -278,18 +278,12 @@ func (e *env) testInstall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("weftctl check --pre: %v", err)
 	}
+	// The README's quick start: the cluster's values file, plus tracing to
+	// the test's OTLP receiver.
 	args := []string{"install", "weft", filepath.Join(e.root, "charts", "weft"), "--namespace", weftNS, "--create-namespace",
-		"--set", "controlPlane.image.pullPolicy=Never", "--set", "nodeProxy.image.pullPolicy=Never",
-		"--set", "nodeProxy.netnsDir=" + e.c.NetnsDir,
-		"--set", "nodeProxy.enrollSocketDir=" + filepath.Join(e.c.Dir, "weft", "run"),
-		"--set", "nodeProxy.stateDir=" + filepath.Join(e.c.Dir, "weft", "node-proxy"),
-		"--set", "cni.binDir=" + e.c.CNIBinDir, "--set", "cni.confDir=" + e.c.CNIConfDir,
-		"--set", "nodeProxy.probeSources={" + cluster.NodeIP + "}",
+		"--values", e.c.HelmValuesFile(),
 		"--set", "tracing.endpoint=" + e.sink.GRPCAddr(), "--set", "tracing.insecure=true",
 		"--wait", "--timeout", "5m"}
-	if e.c.ImageTag != "" {
-		args = append(args, "--set", "controlPlane.image.tag="+e.c.ImageTag, "--set", "nodeProxy.image.tag="+e.c.ImageTag)
-	}
 	if out, err := e.run(6*time.Minute, e.helm, args...); err != nil {
 		t.Fatalf("helm install: %v\n%s", err, out)
 	}
@@ -326,68 +320,42 @@ func (e *env) conflist() (string, error) {
 	return string(b), err
 }
 
-// appManifest is the demo application: echo v1 and v2 behind Service echo,
-// with a Service per version for the canary, and a client; in the plain
-// namespace a client outside the mesh.
-func (e *env) appManifest() string {
-	tag := e.c.ImageTag
-	deploy := func(ns, name, sa string, labels string) string {
-		return fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: %[2]s, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {deploy: %[2]s}}
-  template:
-    metadata: {labels: {deploy: %[2]s, %[4]s}}
-    spec:
-      serviceAccountName: %[3]s
-      terminationGracePeriodSeconds: 2
-      containers:
-      - name: echo
-        image: weft/weft-echo:%[5]s
-        imagePullPolicy: Never
-        env:
-        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
-        - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
-        - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
-        ports: [{containerPort: 8080}, {containerPort: 9090}, {containerPort: 7070}]
-        readinessProbe:
-          httpGet: {path: /ready, port: 8080}
-          periodSeconds: 2
----
-`, ns, name, sa, labels, tag)
-	}
-	svc := func(name, selector string) string {
-		return fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: %s, namespace: demo}
-spec:
-  selector: {%s}
-  ports:
-  - {name: http, port: 8080, appProtocol: http}
-  - {name: grpc, port: 9090, appProtocol: grpc}
-  - {name: tcp-echo, port: 7070}
----
-`, name, selector)
-	}
-	return `apiVersion: v1
-kind: ServiceAccount
-metadata: {name: echo, namespace: demo}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: client, namespace: demo}
----
-apiVersion: v1
+// plainClient is a client outside the mesh, in a namespace not enrolled.
+func (e *env) plainClient() string {
+	return fmt.Sprintf(`apiVersion: v1
 kind: ServiceAccount
 metadata: {name: client, namespace: plain}
 ---
-` + deploy(appNS, "echo-v1", "echo", "app: echo, version: v1") +
-		deploy(appNS, "echo-v2", "echo", "app: echo, version: v2") +
-		deploy(appNS, "client", "client", "app: client") +
-		deploy(plainNS, "client", "client", "app: client") +
-		svc("echo", "app: echo") + svc("echo-v1", "app: echo, version: v1") + svc("echo-v2", "app: echo, version: v2")
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: client, namespace: plain}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: client}}
+  template:
+    metadata: {labels: {app: client}}
+    spec:
+      serviceAccountName: client
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: echo
+        image: weft/weft-echo:%s
+        imagePullPolicy: Never
+`, e.c.ImageTag)
+}
+
+// example reads a file of examples/echo (the README's quick start),
+// checking that its images are the ones the cluster has.
+func (e *env) example(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.root, "examples", "echo", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "image: weft/") && !strings.Contains(string(b), "weft/weft-echo:"+e.c.ImageTag) {
+		t.Fatalf("examples/echo/%s does not use weft/weft-echo:%s, the chart's appVersion: update it", name, e.c.ImageTag)
+	}
+	return string(b)
 }
 
 func (e *env) testEnroll(t *testing.T) {
@@ -397,7 +365,8 @@ func (e *env) testEnroll(t *testing.T) {
 	if err != nil {
 		t.Fatalf("weftctl enroll: %v\n%s", err, out)
 	}
-	e.apply(t, e.appManifest())
+	e.apply(t, e.example(t, "app.yaml"))
+	e.apply(t, e.plainClient())
 	for _, d := range []string{"echo-v1", "echo-v2", "client"} {
 		e.kubectl("rollout", "status", "-n", appNS, "deployment/"+d, "--timeout=3m")
 	}
@@ -455,14 +424,7 @@ func (e *env) testStrict(t *testing.T) {
 }
 
 func (e *env) testCanary(t *testing.T) {
-	e.apply(t, `apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: echo-canary, namespace: demo}
-spec:
-  parentRefs: [{group: "", kind: Service, name: echo, port: 8080}]
-  rules:
-  - backendRefs: [{name: echo-v1, port: 8080, weight: 100}, {name: echo-v2, port: 8080, weight: 0}]
-`)
+	e.apply(t, e.example(t, "canary.yaml"))
 	eventually(t, time.Minute, "HTTPRoute Accepted", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -533,11 +495,9 @@ spec:
 	if r.Status[503] < 140 || r.Status[503] > 260 {
 		t.Errorf("abort 50%%: %d of 400 failed, want about 200", r.Status[503])
 	}
-	// The same abort with retries: hidden from the client.
-	policy(`  faults:
-    abort: {httpStatus: 503, percentage: 50}
-  retry: {attempts: 5, retryOn: [5xx], budget: {percent: 100, minRetriesPerSecond: 1000}}
-`)
+	// The same abort with retries (examples/echo/drill.yaml): hidden from
+	// the client.
+	e.apply(t, e.example(t, "drill.yaml"))
 	eventually(t, time.Minute, "retries hide the aborts", func() error {
 		r := e.load(t, appNS, e.clients[appNS], "-n", "40", "-c", "4", echoURL+"/probe")
 		if r.Status[200] < 38 {
