@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -150,6 +151,7 @@ func runStatus(ctx context.Context, out io.Writer, a admins, now time.Time) (int
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  NODE\tPROXY\tREADY\tCONFIG\tVERSION\tPODS\tCERTIFICATES")
 	var notes []string
+	bundle := ""
 	for _, p := range proxies {
 		ready := "yes"
 		if _, err := p.get(ctx, "/healthz/ready"); err != nil {
@@ -167,6 +169,9 @@ func runStatus(ctx context.Context, out io.Writer, a admins, now time.Time) (int
 			version = fmt.Sprint(dump.Version)
 			if !dump.Connected && sync != "DISCONNECTED" {
 				sync += " (proxy: reconnecting)"
+			}
+			if bundle == "" {
+				bundle = trustBundleSummary(dump.Resources[typeTrustRoots], now)
 			}
 		}
 		switch {
@@ -200,7 +205,37 @@ func runStatus(ctx context.Context, out io.Writer, a admins, now time.Time) (int
 	for _, n := range notes {
 		fmt.Fprintln(out, "  ✗", n)
 	}
+	if bundle != "" {
+		fmt.Fprintln(out)
+		fmt.Fprintln(out, "Trust bundle (as the node proxies hold it)")
+		fmt.Fprint(out, bundle)
+	}
 	return problems, nil
+}
+
+// trustBundleSummary lists the roots of the TrustBundle resources: trust
+// domain, subject and expiry.
+func trustBundleSummary(res map[string]json.RawMessage, now time.Time) string {
+	var b strings.Builder
+	for _, name := range sortedKeys(res) {
+		var tb struct {
+			TrustDomain string   `json:"trustDomain"`
+			Roots       [][]byte `json:"roots"` // protojson bytes: base64 DER
+		}
+		if json.Unmarshal(res[name], &tb) != nil {
+			continue
+		}
+		for _, der := range tb.Roots {
+			c, err := x509.ParseCertificate(der)
+			if err != nil {
+				fmt.Fprintf(&b, "  %s: a root that does not parse: %v\n", tb.TrustDomain, err)
+				continue
+			}
+			fmt.Fprintf(&b, "  %s: root %q, expires %s (in %d days)\n", tb.TrustDomain, c.Subject.CommonName,
+				c.NotAfter.UTC().Format("2006-01-02"), int(c.NotAfter.Sub(now).Hours()/24))
+		}
+	}
+	return b.String()
 }
 
 // certSummary is "N valid, next expiry in D" and how many are expired or
