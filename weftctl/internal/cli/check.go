@@ -15,6 +15,7 @@ import (
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/kubernetes"
 )
@@ -121,7 +122,8 @@ Post-install checks (in the namespace of -n, default weft-system):
   - every pod of the node proxy DaemonSet weft-node-proxy is ready (the
     nodes whose proxy is not ready are listed);
   - the trust bundle ConfigMap (weft-trust-bundle) is published;
-  - the enrolled namespaces (weftmesh.io/mesh=enabled) and their pod counts.`,
+  - the enrolled namespaces (weftmesh.io/mesh=enabled) and their pod counts, and
+    STRICT pods behind NodePort or LoadBalancer Services (refused from outside the mesh).`,
 		Example: `  # Before installing: can Weft go on this cluster?
   weftctl check --pre
 
@@ -501,7 +503,7 @@ func checkEnrolled(ctx context.Context, c *checker, cs kubernetes.Interface) {
 		c.warn("could not list the enrolled namespaces: "+err.Error(), "check with: kubectl get namespaces")
 		return
 	}
-	var parts []string
+	var parts, exposed []string
 	for _, n := range list.Items {
 		if n.Annotations[meshKey] != meshEnabled && n.Labels[meshKey] != meshEnabled {
 			continue
@@ -511,20 +513,69 @@ func checkEnrolled(ctx context.Context, c *checker, cs kubernetes.Interface) {
 			parts = append(parts, n.Name+" (pods unknown)")
 			continue
 		}
-		count := 0
+		var enrolled []corev1.Pod
 		for _, p := range pods.Items {
 			if p.Spec.HostNetwork || p.Annotations[meshKey] == meshDisabled || p.DeletionTimestamp != nil {
 				continue
 			}
-			count++
+			enrolled = append(enrolled, p)
 		}
+		count := len(enrolled)
 		parts = append(parts, fmt.Sprintf("%s (%d %s)", n.Name, count, plural(count, "pod", "pods")))
+		exposed = append(exposed, exposedStrict(ctx, cs, &n, enrolled)...)
 	}
 	if len(parts) == 0 {
 		c.ok("no namespace enrolled yet (enroll one with: weftctl enroll NAMESPACE)")
 		return
 	}
 	c.ok(fmt.Sprintf("%d enrolled %s: %s", len(parts), plural(len(parts), "namespace", "namespaces"), strings.Join(parts, ", ")))
+	if len(exposed) > 0 {
+		c.warn("STRICT pods behind Services reachable from outside the mesh: "+strings.Join(exposed, ", "),
+			"traffic from outside the mesh (NodePort, LoadBalancer, external IPs, an unmeshed ingress controller) is refused by STRICT pods:\n"+
+				"enroll the ingress controller's namespace, or mark these pods (or their namespace) "+inboundKey+": permissive")
+	}
+}
+
+// inboundKey is the annotation, on a pod or its namespace, that sets the
+// inbound mode (permissive or strict; STRICT when absent).
+const inboundKey = "weftmesh.io/inbound"
+
+// exposedStrict lists ns's Services of type NodePort or LoadBalancer (or
+// with external IPs) that select STRICT pods among enrolled: "ns/svc
+// (NodePort, 2 STRICT pods)".
+func exposedStrict(ctx context.Context, cs kubernetes.Interface, ns *corev1.Namespace, enrolled []corev1.Pod) []string {
+	svcs, err := cs.CoreV1().Services(ns.Name).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, svc := range svcs.Items {
+		kind := string(svc.Spec.Type)
+		if svc.Spec.Type != corev1.ServiceTypeNodePort && svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+			if len(svc.Spec.ExternalIPs) == 0 {
+				continue
+			}
+			kind = "external IPs"
+		}
+		if len(svc.Spec.Selector) == 0 {
+			continue
+		}
+		sel := labels.SelectorFromSet(svc.Spec.Selector)
+		strict := 0
+		for _, p := range enrolled {
+			mode := p.Annotations[inboundKey]
+			if mode == "" {
+				mode = ns.Annotations[inboundKey]
+			}
+			if mode != "permissive" && sel.Matches(labels.Set(p.Labels)) {
+				strict++
+			}
+		}
+		if strict > 0 {
+			out = append(out, fmt.Sprintf("%s/%s (%s, %d STRICT %s)", ns.Name, svc.Name, kind, strict, plural(strict, "pod", "pods")))
+		}
+	}
+	return out
 }
 
 func plural(n int, one, many string) string {

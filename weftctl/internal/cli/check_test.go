@@ -173,7 +173,7 @@ func TestCheck(t *testing.T) {
 	}
 	for name, ann := range map[string]map[string]string{"web": nil, "api": nil, "batch": {meshKey: meshDisabled}} {
 		if _, err := cs.CoreV1().Pods("shop").Create(ctx, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann, Labels: map[string]string{"app": name}},
 			Spec:       corev1.PodSpec{ServiceAccountName: "app", Containers: []corev1.Container{{Name: "c", Image: "app"}}},
 		}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -191,6 +191,35 @@ func TestCheck(t *testing.T) {
 		"✓ trust bundle ConfigMap weft-trust-bundle published",
 		"✓ 2 enrolled namespaces: labelled (0 pods), shop (2 pods)")
 	noMarks(t, "check output (healthy)", out)
+
+	// A NodePort Service in front of a STRICT pod is flagged; a
+	// LoadBalancer in front of a permissive one, or of an opted-out one,
+	// is not.
+	if _, err := cs.CoreV1().Pods("shop").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "edge", Labels: map[string]string{"app": "edge"}, Annotations: map[string]string{inboundKey: "permissive"}},
+		Spec:       corev1.PodSpec{ServiceAccountName: "app", Containers: []corev1.Container{{Name: "c", Image: "app"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, typ := range map[string]corev1.ServiceType{"web": corev1.ServiceTypeNodePort, "edge": corev1.ServiceTypeLoadBalancer, "batch": corev1.ServiceTypeNodePort} {
+		if _, err := cs.CoreV1().Services("shop").Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name + "-public"},
+			Spec: corev1.ServiceSpec{Type: typ, Selector: map[string]string{"app": name},
+				Ports: []corev1.ServicePort{{Port: 80}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, _ = run(t, "check")
+	if code != 0 {
+		t.Errorf("check with an exposed STRICT pod: exit %d, want 0 (a warning)", code)
+	}
+	mustContain(t, "check output (exposed)", out,
+		"! STRICT pods behind Services reachable from outside the mesh: shop/web-public (NodePort, 1 STRICT pod)",
+		"weftmesh.io/inbound: permissive")
+	if strings.Contains(out, "edge-public") || strings.Contains(out, "batch-public") {
+		t.Errorf("check flags a Service of permissive or opted-out pods:\n%s", out)
+	}
 
 	// Another namespace holds no install.
 	code, out, _ = run(t, "check", "-n", "mesh")
