@@ -7,7 +7,7 @@ FUZZTIME ?= 30s
 # Binaries built by `make build`.
 CMDS     := ./control-plane/cmd/... ./node-proxy/cmd/... ./weftctl ./tests/apps/echo/cmd/weft-echo
 
-.PHONY: help tools build generate verify-generated lint test test-unit test-integration kube-binaries cluster-binaries cluster-up cluster-down e2e-cluster images fuzz bench bench-proxy demo demo-identity clean
+.PHONY: help tools build generate verify-generated lint test test-unit test-integration kube-binaries cluster-binaries cluster-up cluster-down e2e-cluster conformance images fuzz bench bench-proxy demo demo-identity clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -36,13 +36,18 @@ cluster-binaries: ## Build (once, cached outside the repo) a whole single-node K
 	@tests/cluster/build-binaries.sh >/dev/null
 
 cluster-up: tools cluster-binaries ## A single-node Kubernetes on this machine with Weft's images, in the foreground until Ctrl-C (root, Linux)
-	WEFT_CLUSTER_BIN=$$(tests/cluster/build-binaries.sh) $(GO) run ./tests/cluster/cmd/weft-cluster up
+	$(GO) build -o $(BIN)/weft-cluster ./tests/cluster/cmd/weft-cluster
+	WEFT_CLUSTER_BIN=$$(tests/cluster/build-binaries.sh) $(BIN)/weft-cluster up
 
 cluster-down: ## Clean up after a cluster-up that was killed
-	$(GO) run ./tests/cluster/cmd/weft-cluster down
+	$(GO) build -o $(BIN)/weft-cluster ./tests/cluster/cmd/weft-cluster
+	WEFT_CLUSTER_BIN=$$(tests/cluster/build-binaries.sh) $(BIN)/weft-cluster down
 
 e2e-cluster: tools cluster-binaries ## Only the end-to-end suite on a real single-node Kubernetes (root, Linux)
 	WEFT_CLUSTER_BIN=$$(tests/cluster/build-binaries.sh) $(GO) test -count=1 -timeout 30m -v ./tests/cluster/...
+
+conformance: tools cluster-binaries ## Gateway API conformance (MESH-HTTP) on a real single-node Kubernetes: a report, not a gate (root, Linux)
+	cd tests/conformance && WEFT_CLUSTER_BIN=$$(../cluster/build-binaries.sh) $(GO) test -count=1 -timeout 60m -v ./...
 
 images: ## Build the container images (control plane, node proxy, echo, pause) as tarballs in bin/images/
 	$(GO) run ./tests/cluster/cmd/weft-images -out $(BIN)/images

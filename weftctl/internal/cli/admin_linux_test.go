@@ -83,7 +83,7 @@ func TestAdminCommands(t *testing.T) {
 		if code != 0 {
 			t.Errorf("status: exit %d:\n%s", code, text)
 		}
-		mustHave("status", text, "control-plane ("+n0+")  yes    2",
+		mustHave("status", text, "Control plane: sandbox "+name, "control-plane ("+n0+")  yes    2",
 			n0+"  "+n0+"  yes    SYNCED", n1+"  "+n1+"  yes    SYNCED", "3, first expiry in 2",
 			"Trust bundle (as the node proxies hold it)", "cluster.local: root \"Weft root CA cluster.local\", expires ")
 	})

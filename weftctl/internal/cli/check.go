@@ -262,6 +262,7 @@ func checkAccess(ctx context.Context, c *checker, cs kubernetes.Interface, ns st
 
 func checkGatewayAPI(ctx context.Context, c *checker, ext apiextensionsclient.Interface) {
 	var missing, noV1, present []string
+	owner := "" // the Helm release that installed them, when one did
 	for _, name := range gatewayAPICRDs {
 		crd, err := ext.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, name, metav1.GetOptions{})
 		switch {
@@ -280,6 +281,9 @@ func checkGatewayAPI(ctx context.Context, c *checker, ext apiextensionsclient.In
 		} else {
 			present = append(present, name)
 		}
+		if r := crd.Annotations["meta.helm.sh/release-name"]; r != "" {
+			owner = crd.Annotations["meta.helm.sh/release-namespace"] + "/" + r
+		}
 	}
 	switch {
 	case len(noV1) > 0:
@@ -289,6 +293,8 @@ func checkGatewayAPI(ctx context.Context, c *checker, ext apiextensionsclient.In
 		c.ok("Gateway API CRDs not installed: the chart installs them")
 	case len(missing) > 0:
 		c.ok(fmt.Sprintf("Gateway API CRDs: %s installed; the chart installs %s", strings.Join(present, ", "), strings.Join(missing, ", ")))
+	case owner != "":
+		c.ok("Gateway API CRDs installed (" + strings.Join(present, ", ") + ") by Helm release " + owner)
 	default:
 		c.ok("Gateway API CRDs installed (" + strings.Join(present, ", ") + "); the chart leaves CRDs it did not install as they are")
 	}

@@ -235,7 +235,11 @@ func printServices(out io.Writer, res map[string]json.RawMessage) {
 		_ = json.Unmarshal(res[name], &s)
 		var ports []string
 		for _, p := range s.Ports {
-			ports = append(ports, fmt.Sprintf("%d/%s", p.Port, strings.TrimPrefix(p.Protocol, "PROTOCOL_")))
+			proto := strings.TrimPrefix(p.Protocol, "PROTOCOL_")
+			if proto == "" {
+				proto = "sniffed" // PROTOCOL_UNSPECIFIED, omitted as the zero value
+			}
+			ports = append(ports, fmt.Sprintf("%d/%s", p.Port, proto))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", name, orDash(strings.Join(s.Addresses, ",")), strings.Join(ports, " "))
 	}

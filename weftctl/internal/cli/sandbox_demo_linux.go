@@ -248,7 +248,7 @@ func (d *demo) workloads(ctx context.Context) error {
 		return fmt.Errorf("%s: %w", url, err)
 	}
 	tw := tabwriter.NewWriter(d.w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  POD\tIDENTITY\tINBOUND\tCERTIFICATE VALID UNTIL\tRENEWED AT")
+	fmt.Fprintln(tw, "  POD\tIDENTITY\tINBOUND\tCERTIFICATE VALID UNTIL\tRENEWS AT")
 	seen := map[string]bool{}
 	for _, wl := range wls {
 		notAfter, renew := "none: "+wl.CertificateError, ""

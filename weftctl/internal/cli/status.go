@@ -106,7 +106,7 @@ func runStatus(ctx context.Context, out io.Writer, a admins, now time.Time) (int
 	// Control plane replicas, and the union of their views of the nodes.
 	views := map[string]string{} // node -> sync status, from the replica it is connected to
 	errs := map[string]string{}  // node -> the NACK reason
-	fmt.Fprintf(out, "Control plane (%s)\n", a.where())
+	fmt.Fprintf(out, "Control plane: %s\n", a.where())
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  REPLICA\tREADY\tNODE PROXIES CONNECTED")
 	readyReplicas := 0

@@ -73,7 +73,8 @@ A single-node Kubernetes cluster is up, with Weft's images (tag %[1]s) imported.
   export PATH=%[5]s:%[6]s:$PATH   # kubectl and helm
   kubectl get nodes
   # Install Weft with this cluster's paths (CNI, network namespaces, probes):
-  helm install weft %[3]s --namespace weft-system --create-namespace --values %[4]s
+  helm install weft %[3]s --namespace weft-system --create-namespace --values %[4]s --wait
+  kubectl -n weft-system rollout status daemonset/weft-node-proxy
 
 Ctrl-C tears everything down. After a crash: make cluster-down
 `, c.ImageTag, c.Kubeconfig, chart, c.HelmValuesFile(), c.BinDir, toolsDir())
