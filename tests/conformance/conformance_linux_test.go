@@ -59,6 +59,12 @@ var supportedFeatures = []features.FeatureName{
 	features.SupportMeshConsumerRoute,                   // routes in the client's namespace
 	features.SupportMeshHTTPRouteQueryParamMatching,     // matches[].queryParams
 	features.SupportMeshHTTPRouteNamedRouteRule,         // rules[].name
+	features.SupportMeshHTTPRouteSchemeRedirect,         // RequestRedirect: scheme
+	features.SupportMeshHTTPRouteRedirectPort,           // RequestRedirect: port
+	features.SupportMeshHTTPRouteRedirectPath,           // RequestRedirect: path (ReplaceFullPath, ReplacePrefixMatch)
+	features.SupportHTTPRoute303RedirectStatusCode,      // RequestRedirect: statusCode 303
+	features.SupportHTTPRoute307RedirectStatusCode,      // RequestRedirect: statusCode 307
+	features.SupportHTTPRoute308RedirectStatusCode,      // RequestRedirect: statusCode 308
 }
 
 // childConfig is what TestMeshHTTPSuite needs from TestMeshHTTP.

@@ -97,6 +97,7 @@ func TestL7(t *testing.T) {
 		{"BudgetCapsRetries", testBudgetCapsRetries},
 		{"Abort25", testAbort25},
 		{"AbortRetried", testAbortRetried},
+		{"Redirect", testRedirect},
 		{"Delay50", testDelay50},
 		{"GRPCAbort", testGRPCAbort},
 		{"PerTryTimeout", testPerTryTimeout},
@@ -649,6 +650,47 @@ spec:
 	}
 	if err := onlyVersion(other, "v1"); err != nil {
 		t.Errorf("x-canary: false: %v", err)
+	}
+}
+
+// testRedirect: an HTTPRoute RequestRedirect is answered by the client's
+// node proxy with the status and the Location the Gateway API specifies.
+func testRedirect(ctx context.Context, t *testing.T, m *sandbox.Mesh) {
+	if err := m.Apply(routeFile, `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web-moved, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /old}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {hostname: example.org, statusCode: 301, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}}
+  - backendRefs: [{name: web-v1, port: 80}]
+`); err != nil {
+		t.Fatal(err)
+	}
+	defer removeRoute(ctx, t, m)
+	var res *echo.Result
+	eventually(t, 20*time.Second, "GET /old/x is redirected", func() error {
+		var err error
+		res, err = m.Get(ctx, l7Client, webURL+"old/x?q=1")
+		if err != nil {
+			return err
+		}
+		if res.Status != 301 {
+			return fmt.Errorf("GET /old/x: %d", res.Status)
+		}
+		return nil
+	})
+	if loc := res.Headers.Get("Location"); loc != "http://example.org/new/x?q=1" {
+		t.Errorf("Location %q, want http://example.org/new/x?q=1", loc)
+	}
+	if got := res.Headers.Get("X-Weft-Local-Reply"); got != "redirect" || res.Reply != nil {
+		t.Errorf("redirect: X-Weft-Local-Reply %q, reply %+v; want a local reply", got, res.Reply)
+	}
+	if res, err := m.Get(ctx, l7Client, webURL+"older"); err != nil || res.Status != 200 {
+		t.Errorf("GET /older (not under the prefix /old): %v %+v, want 200 from web-v1", err, res)
 	}
 }
 

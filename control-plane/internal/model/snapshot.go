@@ -147,11 +147,28 @@ type RouteRule struct {
 	// ResponseHeaderModifier filters.
 	RequestHeaders  *HeaderModifier
 	ResponseHeaders *HeaderModifier
+	// Redirect comes from a RequestRedirect filter: the rule answers with
+	// a redirect instead of forwarding (its backends are not used).
+	Redirect *RouteRedirect
 	// UnsupportedFilters names filter types the mesh does not implement;
 	// the route is then not Accepted for that reason.
 	UnsupportedFilters []string
 	Timeouts           *RouteTimeouts
 	Retry              *RouteRetry
+}
+
+// RouteRedirect is a RequestRedirect filter. Empty fields keep the
+// request's value (Port: the request's port, or the scheme's well-known
+// one when Scheme is set).
+type RouteRedirect struct {
+	Scheme   string // "http" or "https"
+	Hostname string
+	Port     int32
+	// ReplaceFullPath or ReplacePrefixMatch (the matched path prefix
+	// replaced); at most one is set.
+	ReplaceFullPath    *string
+	ReplacePrefixMatch *string
+	StatusCode         int // 301, 302 (default), 303, 307 or 308
 }
 
 // MatchType is how a value is compared.

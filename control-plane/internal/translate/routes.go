@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	xdsv1 "github.com/weftmesh/weft/api/xds/v1"
@@ -160,10 +161,23 @@ func (b *outboundBuilder) attachedRoutes(pi *portInfo, pol effectivePolicy, atta
 // withMatch copies a rule's template route with a name and a match. The
 // copies share the template's action and header lists (read-only).
 func withMatch(tmpl *routev3.Route, name string, m *routev3.RouteMatch) *routev3.Route {
+	action := tmpl.Action
+	// A redirect's prefix_rewrite replaces the matched prefix. A Gateway
+	// API path prefix "/a" compiles into the exact path "/a" and the prefix
+	// "/a/": the second must keep the "/" it matched ("/a/x" with
+	// replacement "/b" redirects to "/b/x", not "/bx").
+	if rd, ok := action.(*routev3.Route_Redirect); ok {
+		if pr, ok := rd.Redirect.GetPathRewriteSpecifier().(*routev3.RedirectAction_PrefixRewrite); ok &&
+			m.GetPrefix() != "" && !strings.HasSuffix(pr.PrefixRewrite, "/") {
+			c := proto.Clone(rd.Redirect).(*routev3.RedirectAction)
+			c.PathRewriteSpecifier = &routev3.RedirectAction_PrefixRewrite{PrefixRewrite: pr.PrefixRewrite + "/"}
+			action = &routev3.Route_Redirect{Redirect: c}
+		}
+	}
 	return &routev3.Route{
 		Name:                    name,
 		Match:                   m,
-		Action:                  tmpl.Action,
+		Action:                  action,
 		TypedPerFilterConfig:    tmpl.TypedPerFilterConfig,
 		RequestHeadersToAdd:     tmpl.RequestHeadersToAdd,
 		RequestHeadersToRemove:  tmpl.RequestHeadersToRemove,
@@ -304,6 +318,10 @@ func (b *outboundBuilder) ruleTemplate(pi *portInfo, pol effectivePolicy, routeN
 	tmpl := &routev3.Route{}
 	tmpl.RequestHeadersToAdd, tmpl.RequestHeadersToRemove = headerOps(rule.RequestHeaders)
 	tmpl.ResponseHeadersToAdd, tmpl.ResponseHeadersToRemove = headerOps(rule.ResponseHeaders)
+	if rd := rule.Redirect; rd != nil {
+		tmpl.Action = &routev3.Route_Redirect{Redirect: redirectAction(rd)}
+		return tmpl
+	}
 
 	wcs := b.resolveBackends(pi, routeNS, rule.Backends)
 	if !anyValid(wcs) {
@@ -433,4 +451,29 @@ func normalizePrefix(p string) string {
 		}
 	}
 	return p
+}
+
+// redirectCodes maps a RequestRedirect status to Envoy's enum.
+var redirectCodes = map[int]routev3.RedirectAction_RedirectResponseCode{
+	301: routev3.RedirectAction_MOVED_PERMANENTLY,
+	302: routev3.RedirectAction_FOUND,
+	303: routev3.RedirectAction_SEE_OTHER,
+	307: routev3.RedirectAction_TEMPORARY_REDIRECT,
+	308: routev3.RedirectAction_PERMANENT_REDIRECT,
+}
+
+// redirectAction converts a RequestRedirect filter. A prefix rewrite is
+// adjusted per match by withMatch.
+func redirectAction(rd *model.RouteRedirect) *routev3.RedirectAction {
+	a := &routev3.RedirectAction{HostRedirect: rd.Hostname, PortRedirect: uint32(rd.Port), ResponseCode: redirectCodes[rd.StatusCode]}
+	if rd.Scheme != "" {
+		a.SchemeRewriteSpecifier = &routev3.RedirectAction_SchemeRedirect{SchemeRedirect: rd.Scheme}
+	}
+	switch {
+	case rd.ReplaceFullPath != nil:
+		a.PathRewriteSpecifier = &routev3.RedirectAction_PathRedirect{PathRedirect: *rd.ReplaceFullPath}
+	case rd.ReplacePrefixMatch != nil:
+		a.PathRewriteSpecifier = &routev3.RedirectAction_PrefixRewrite{PrefixRewrite: *rd.ReplacePrefixMatch}
+	}
+	return a
 }

@@ -180,6 +180,9 @@ func (pd *pod) handleH2(w http.ResponseWriter, r *http.Request, dst netip.AddrPo
 	r = r.WithContext(context.WithValue(r.Context(), recKey{}, rec))
 	rr := route.FromHTTP(r)
 	rt, plan, cl, status, reason := resolve(mc, sp, pd.namespace, &rr, func() http.Header { return r.Header })
+	if reason == replyRedirect {
+		w.Header().Set("Location", rt.Location(&rr, "http"))
+	}
 	if status != 0 {
 		pd.h2Local(w, r, status, reason)
 		return

@@ -67,20 +67,24 @@ const (
 	replyDenied         = "denied"
 	replyBadRequest     = "bad_request"
 	replyNoService      = "service_gone"
+	replyRedirect       = "redirect"
 )
 
 // h1client is the state of one downstream HTTP/1.1 connection.
 type h1client struct {
-	pd   *pod
-	c    net.Conn
-	br   *bufio.Reader
-	dst  netip.AddrPort
-	req  h1.Head
-	resp h1.Head
-	head []byte // the request head sent upstream
-	out  []byte // scratch for response heads and local replies
-	body []byte // a buffered request body
-	hdr  http.Header
+	// location is the Location header of the next local reply (a
+	// redirect); local clears it.
+	location string
+	pd       *pod
+	c        net.Conn
+	br       *bufio.Reader
+	dst      netip.AddrPort
+	req      h1.Head
+	resp     h1.Head
+	head     []byte // the request head sent upstream
+	out      []byte // scratch for response heads and local replies
+	body     []byte // a buffered request body
+	hdr      http.Header
 
 	rec   reqRecord // the request being served: metrics, access log, span
 	thead []byte    // head plus propagation headers, per attempt
@@ -147,6 +151,9 @@ func (hc *h1client) handle() bool {
 	rr := route.Request{Method: bstr(hc.req.Method), Path: bstr(path), RawQuery: bstr(query), Host: bstr(host)}
 	rt, plan, cl, status, reason := resolve(mc, sp, hc.pd.namespace, &rr, hc.header)
 	if status != 0 {
+		if reason == replyRedirect {
+			hc.location = rt.Location(&rr, "http")
+		}
 		return hc.discardAndReply(status, reason)
 	}
 	hc.rec.cl = cl
@@ -184,6 +191,9 @@ func resolve(mc *meshcfg.Config, sp *meshcfg.ServicePort, ns string, rr *route.R
 		}
 		if rt.DirectStatus != 0 {
 			return nil, nil, nil, rt.DirectStatus, replyInvalidBackend
+		}
+		if rt.Redirect != nil {
+			return rt, nil, nil, rt.Redirect.Status, replyRedirect
 		}
 		plan = rs.Plan(rt)
 		cluster = rt.Pick(rand.Uint64()).Cluster
@@ -750,6 +760,11 @@ func (hc *h1client) local(status int, reason string, closeConn bool) bool {
 	out = strconv.AppendInt(out, int64(len(text)), 10)
 	out = append(out, "\r\nX-Weft-Local-Reply: "...)
 	out = append(out, reason...)
+	if hc.location != "" {
+		out = append(out, "\r\nLocation: "...)
+		out = append(out, hc.location...)
+		hc.location = ""
+	}
 	if closeConn {
 		out = append(out, "\r\nConnection: close"...)
 	}
@@ -782,6 +797,8 @@ func localText(reason string) string {
 		return "RBAC: access denied\n"
 	case replyNoService:
 		return "the Service is gone\n"
+	case replyRedirect:
+		return "redirect\n"
 	default:
 		return "bad request\n"
 	}

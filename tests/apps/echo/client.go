@@ -73,7 +73,7 @@ func Get(ctx context.Context, r Request) (*Result, error) {
 	}
 	tr := &http.Transport{Protocols: &protos, DisableKeepAlives: true, Proxy: nil}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	resp, err := (&http.Client{Transport: tr, CheckRedirect: noRedirects}).Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -96,3 +96,7 @@ func Get(ctx context.Context, r Request) (*Result, error) {
 	res.Body = strings.ToValidUTF8(string(body), "\uFFFD")
 	return res, nil
 }
+
+// noRedirects makes clients report a redirect (its status and Location)
+// instead of following it, as curl does without -L.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

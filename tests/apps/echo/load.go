@@ -306,7 +306,7 @@ func (s LoadSpec) requester() (func(context.Context) outcome, func(), error) {
 	}
 	tr := &http.Transport{Protocols: &protos, Proxy: nil, DisableKeepAlives: s.NoKeepAlive,
 		MaxIdleConns: s.Concurrency, MaxIdleConnsPerHost: s.Concurrency}
-	client := &http.Client{Transport: tr}
+	client := &http.Client{Transport: tr, CheckRedirect: noRedirects}
 	do := func(ctx context.Context) outcome {
 		ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 		defer cancel()

@@ -55,6 +55,8 @@ func HTTPRoute(r *gwapiv1.HTTPRoute) (*model.Route, error) {
 				headerFilter(c, fpath, "requestHeaderModifier", f.RequestHeaderModifier, &mr.RequestHeaders)
 			case gwapiv1.HTTPRouteFilterResponseHeaderModifier:
 				headerFilter(c, fpath, "responseHeaderModifier", f.ResponseHeaderModifier, &mr.ResponseHeaders)
+			case gwapiv1.HTTPRouteFilterRequestRedirect:
+				redirectFilter(c, fpath, f.RequestRedirect, mr.Matches, &mr.Redirect)
 			case "":
 				c.addf(fpath+".type", "required")
 			default:
@@ -165,6 +167,64 @@ func headerFilter(c *checker, path, field string, f *gwapiv1.HTTPHeaderFilter, d
 		hm.Add = append(hm.Add, model.Header{Name: string(h.Name), Value: h.Value})
 	}
 	*dst = hm
+}
+
+// redirectFilter converts a RequestRedirect filter, checking what the
+// schema's CEL rules check too (the directory source has no apiserver).
+func redirectFilter(c *checker, path string, f *gwapiv1.HTTPRequestRedirectFilter, matches []model.RouteMatch, dst **model.RouteRedirect) {
+	if f == nil {
+		c.addf(path+".requestRedirect", "required when type is RequestRedirect")
+		return
+	}
+	if *dst != nil {
+		c.addf(path+".type", "RequestRedirect filter cannot be repeated")
+		return
+	}
+	rd := &model.RouteRedirect{StatusCode: 302}
+	if f.Scheme != nil {
+		rd.Scheme = *f.Scheme
+		if rd.Scheme != "http" && rd.Scheme != "https" {
+			c.addf(path+".requestRedirect.scheme", "%q is not one of http, https", rd.Scheme)
+		}
+	}
+	if f.Hostname != nil {
+		rd.Hostname = string(*f.Hostname)
+	}
+	if f.Port != nil {
+		c.intRange(path+".requestRedirect.port", int64(*f.Port), 1, 65535)
+		rd.Port = int32(*f.Port)
+	}
+	if f.StatusCode != nil {
+		rd.StatusCode = *f.StatusCode
+		switch rd.StatusCode {
+		case 301, 302, 303, 307, 308:
+		default:
+			c.addf(path+".requestRedirect.statusCode", "%d is not one of 301, 302, 303, 307, 308", rd.StatusCode)
+		}
+	}
+	if p := f.Path; p != nil {
+		switch p.Type {
+		case gwapiv1.FullPathHTTPPathModifier:
+			if p.ReplaceFullPath == nil {
+				c.addf(path+".requestRedirect.path.replaceFullPath", "required when type is ReplaceFullPath")
+			}
+			rd.ReplaceFullPath = p.ReplaceFullPath
+		case gwapiv1.PrefixMatchHTTPPathModifier:
+			if p.ReplacePrefixMatch == nil {
+				c.addf(path+".requestRedirect.path.replacePrefixMatch", "required when type is ReplacePrefixMatch")
+			}
+			for _, m := range matches {
+				if m.Path == nil || m.Path.Type != model.MatchPathPrefix {
+					c.addf(path+".requestRedirect.path", "ReplacePrefixMatch needs every match of the rule to have a PathPrefix path")
+					break
+				}
+			}
+			rd.ReplacePrefixMatch = p.ReplacePrefixMatch
+		default:
+			c.addf(path+".requestRedirect.path.type", "%q is not one of ReplaceFullPath, ReplacePrefixMatch", p.Type)
+		}
+	}
+	*dst = rd
 }
 
 func parents(c *checker, namespace string, refs []gwapiv1.ParentReference) []model.ParentRef {

@@ -111,6 +111,28 @@ spec:
 			},
 		},
 		{
+			name: "redirect",
+			in: `
+metadata: {name: r, namespace: shop}
+spec:
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /old}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {scheme: https, hostname: example.org, port: 8443, statusCode: 301, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}}
+  - filters: [{type: RequestRedirect, requestRedirect: {path: {type: ReplaceFullPath, replaceFullPath: /x}}}]
+`,
+			want: &model.Route{
+				ObjectMeta: model.ObjectMeta{Namespace: "shop", Name: "r"},
+				Kind:       model.HTTPRoute,
+				Rules: []model.RouteRule{
+					{Matches: []model.RouteMatch{{Path: prefix("/old")}}, Redirect: &model.RouteRedirect{Scheme: "https", Hostname: "example.org",
+						Port: 8443, StatusCode: 301, ReplacePrefixMatch: ptrTo("/new")}},
+					{Matches: []model.RouteMatch{{Path: prefix("/")}}, Redirect: &model.RouteRedirect{StatusCode: 302, ReplaceFullPath: ptrTo("/x")}},
+				},
+			},
+		},
+		{
 			name: "path with type or value only, weight 0",
 			in: `
 metadata: {name: r, namespace: shop}
@@ -166,6 +188,12 @@ func TestHTTPRouteInvalid(t *testing.T) {
 			"spec.rules[0].filters[0].requestHeaderModifier: required when type is RequestHeaderModifier",
 			"spec.rules[0].filters[2].type: ResponseHeaderModifier filter cannot be repeated",
 			"spec.rules[0].filters[3].type: required"}},
+		{"redirect", `{rules: [{matches: [{path: {type: Exact, value: /a}}], filters: [{type: RequestRedirect, requestRedirect: {scheme: ftp, statusCode: 304, path: {type: ReplacePrefixMatch, replacePrefixMatch: /b}}}, {type: RequestRedirect, requestRedirect: {}}]}, {filters: [{type: RequestRedirect}]}]}`, []string{
+			`spec.rules[0].filters[0].requestRedirect.scheme: "ftp" is not one of http, https`,
+			"spec.rules[0].filters[0].requestRedirect.statusCode: 304 is not one of 301, 302, 303, 307, 308",
+			"spec.rules[0].filters[0].requestRedirect.path: ReplacePrefixMatch needs every match of the rule to have a PathPrefix path",
+			"spec.rules[0].filters[1].type: RequestRedirect filter cannot be repeated",
+			"spec.rules[1].filters[0].requestRedirect: required when type is RequestRedirect"}},
 		{"refs", `{parentRefs: [{name: "", port: 0}], rules: [{backendRefs: [{name: a}, {name: b, port: 1, weight: 1000001}]}]}`, []string{
 			"spec.parentRefs[0].port: 0 is out of range", "spec.parentRefs[0].name: required",
 			"spec.rules[0].backendRefs[0].port: required for a Service backend",
@@ -230,3 +258,5 @@ spec:
 		`spec.rules[0].matches[1].method.type: "Prefix" is not one of Exact, RegularExpression`,
 		"spec.rules[0].backendRefs[0].port: required")
 }
+
+func ptrTo[T any](v T) *T { return &v }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,6 +76,9 @@ type Route struct {
 	// DirectStatus, when non-zero, is the status to answer with instead of
 	// forwarding (translate: 500 when no backend of the rule resolves).
 	DirectStatus int
+	// Redirect, when set, is answered instead of forwarding (an HTTPRoute
+	// RequestRedirect filter); see Location.
+	Redirect *Redirect
 	// Timeout bounds the whole request including retries; 0 means none.
 	// Unset in the config means DefaultTimeout, as in Envoy.
 	Timeout time.Duration
@@ -91,6 +95,85 @@ type Route struct {
 
 	cum   []uint64 // cumulative weights of Backends
 	total uint64
+	// The path match, for a redirect's prefix rewrite: the matched prefix,
+	// or the whole path for an exact match.
+	matchKind  pathKind
+	matchValue string
+}
+
+// Redirect is an Envoy RedirectAction: empty fields keep the request's
+// value.
+type Redirect struct {
+	Scheme string // "http" or "https"; empty: the request's
+	Host   string // empty: the request's host, without its port
+	Port   uint32 // 0: the request's port, or none when Scheme is set
+	// Path replaces the whole path; PrefixRewrite replaces the prefix the
+	// route matched (at most one is set).
+	Path, PrefixRewrite string
+	Status              int // 301, 302, 303, 307 or 308
+}
+
+// Location is the Location header of the redirect of a request r that
+// arrived as scheme (http for the plaintext an application sends): the
+// Gateway API rules. The query is kept.
+func (r *Route) Location(req *Request, scheme string) string {
+	rd := r.Redirect
+	host, port := splitHostPort(req.Host)
+	if rd.Host != "" {
+		host = rd.Host
+	}
+	switch {
+	case rd.Port != 0:
+		port = strconv.FormatUint(uint64(rd.Port), 10)
+	case rd.Scheme != "":
+		port = "" // the new scheme's well-known port
+	}
+	if rd.Scheme != "" {
+		scheme = rd.Scheme
+	}
+	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+		port = ""
+	}
+	path := req.Path
+	switch {
+	case rd.Path != "":
+		path = rd.Path
+	case rd.PrefixRewrite != "" && r.matchKind == pathExact:
+		path = rd.PrefixRewrite
+	case rd.PrefixRewrite != "" && (r.matchKind == pathPrefix || r.matchKind == pathSeparated) && len(path) >= len(r.matchValue):
+		path = rd.PrefixRewrite + path[len(r.matchValue):]
+	}
+	var b strings.Builder
+	b.WriteString(scheme)
+	b.WriteString("://")
+	if strings.IndexByte(host, ':') >= 0 { // IPv6
+		b.WriteString("[" + host + "]")
+	} else {
+		b.WriteString(host)
+	}
+	if port != "" {
+		b.WriteString(":" + port)
+	}
+	b.WriteString(path)
+	if req.RawQuery != "" {
+		b.WriteString("?" + req.RawQuery)
+	}
+	return b.String()
+}
+
+// splitHostPort splits a Host header into host and port ("" if none).
+func splitHostPort(h string) (host, port string) {
+	if strings.HasPrefix(h, "[") {
+		if i := strings.Index(h, "]"); i > 0 {
+			host, rest := h[1:i], h[i+1:]
+			return host, strings.TrimPrefix(rest, ":")
+		}
+		return h, ""
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h, ':') == i {
+		return h[:i], h[i+1:]
+	}
+	return h, ""
 }
 
 // Pick chooses a backend with probability proportional to its weight:
@@ -226,7 +309,7 @@ func compileVhost(t *Table, vh *vhost, vc *routev3.VirtualHost) error {
 }
 
 func compileRoute(c *compiled, rt *routev3.Route) error {
-	if err := onlyFields(rt, "name", "match", "route", "direct_response", "typed_per_filter_config",
+	if err := onlyFields(rt, "name", "match", "route", "direct_response", "redirect", "typed_per_filter_config",
 		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
 		"metadata"); err != nil {
 		return err
@@ -235,6 +318,7 @@ func compileRoute(c *compiled, rt *routev3.Route) error {
 	if err := compileMatch(c, rt.GetMatch()); err != nil {
 		return err
 	}
+	r.matchKind, r.matchValue = c.path.kind, c.path.value
 	switch a := rt.GetAction().(type) {
 	case *routev3.Route_Route:
 		if err := compileAction(r, a.Route); err != nil {
@@ -249,8 +333,14 @@ func compileRoute(c *compiled, rt *routev3.Route) error {
 			return fmt.Errorf("direct_response: status %d outside 200-599", s)
 		}
 		r.DirectStatus = int(s)
+	case *routev3.Route_Redirect:
+		rd, err := compileRedirect(a.Redirect)
+		if err != nil {
+			return fmt.Errorf("redirect: %w", err)
+		}
+		r.Redirect = rd
 	default:
-		return fmt.Errorf("no route or direct_response action")
+		return fmt.Errorf("no route, direct_response or redirect action")
 	}
 	var err error
 	if r.RequestHeaders, err = compileHeaderMods(rt.GetRequestHeadersToAdd(), rt.GetRequestHeadersToRemove()); err != nil {
@@ -461,4 +551,33 @@ func (t *Table) NeedsHeaders() bool {
 		}
 	}
 	return false
+}
+
+var redirectStatus = map[routev3.RedirectAction_RedirectResponseCode]int{
+	routev3.RedirectAction_MOVED_PERMANENTLY:  301,
+	routev3.RedirectAction_FOUND:              302,
+	routev3.RedirectAction_SEE_OTHER:          303,
+	routev3.RedirectAction_TEMPORARY_REDIRECT: 307,
+	routev3.RedirectAction_PERMANENT_REDIRECT: 308,
+}
+
+func compileRedirect(a *routev3.RedirectAction) (*Redirect, error) {
+	if err := onlyFields(a, "scheme_redirect", "host_redirect", "port_redirect", "path_redirect", "prefix_rewrite", "response_code"); err != nil {
+		return nil, err
+	}
+	rd := &Redirect{Scheme: a.GetSchemeRedirect(), Host: a.GetHostRedirect(), Port: a.GetPortRedirect(),
+		Path: a.GetPathRedirect(), PrefixRewrite: a.GetPrefixRewrite(), Status: redirectStatus[a.GetResponseCode()]}
+	switch {
+	case rd.Status == 0:
+		return nil, fmt.Errorf("response_code %v not supported", a.GetResponseCode())
+	case rd.Scheme != "" && rd.Scheme != "http" && rd.Scheme != "https":
+		return nil, fmt.Errorf("scheme_redirect %q: want http or https", rd.Scheme)
+	case rd.Port > 65535:
+		return nil, fmt.Errorf("port_redirect %d", rd.Port)
+	case strings.ContainsAny(rd.Host, "/?#@ \r\n") || strings.ContainsAny(rd.Path+rd.PrefixRewrite, "?# \r\n"):
+		return nil, fmt.Errorf("host_redirect %q or path %q has characters a Location cannot carry", rd.Host, rd.Path+rd.PrefixRewrite)
+	case (rd.Path != "" && rd.Path[0] != '/') || (rd.PrefixRewrite != "" && rd.PrefixRewrite[0] != '/'):
+		return nil, fmt.Errorf("redirect paths must start with /")
+	}
+	return rd, nil
 }
