@@ -65,6 +65,8 @@ var supportedFeatures = []features.FeatureName{
 	features.SupportHTTPRoute303RedirectStatusCode,      // RequestRedirect: statusCode 303
 	features.SupportHTTPRoute307RedirectStatusCode,      // RequestRedirect: statusCode 307
 	features.SupportHTTPRoute308RedirectStatusCode,      // RequestRedirect: statusCode 308
+	features.SupportGRPCRoute,                           // GRPCRoute (profile MESH-GRPC)
+	features.SupportMeshHTTPRouteRewritePath,            // URLRewrite: path
 }
 
 // childConfig is what TestMeshHTTPSuite needs from TestMeshHTTP.
@@ -84,7 +86,7 @@ func repoRoot() string {
 // the conformance suite (TestMeshHTTPSuite) in a child process, so that
 // failing conformance tests are reported rather than failing this test.
 // It fails only when the setup breaks or the suite does not finish. Output
-// goes to bin/conformance/: mesh-http-report.yaml (the suite's report),
+// goes to bin/conformance/: mesh-report.yaml (the suite's report),
 // suite.log (its test output) and results.txt (one line per test).
 func TestMeshHTTP(t *testing.T) {
 	if os.Getenv(childEnv) != "" {
@@ -154,7 +156,7 @@ func TestMeshHTTP(t *testing.T) {
 	t.Logf("installed Weft %s in %s", version, since(t0))
 
 	// The suite, in a child process.
-	reportPath := filepath.Join(outDir, "mesh-http-report.yaml")
+	reportPath := filepath.Join(outDir, "mesh-report.yaml")
 	logPath := filepath.Join(outDir, "suite.log")
 	os.Remove(reportPath)
 	cfg, err := json.Marshal(childConfig{Kubeconfig: c.Kubeconfig, EchoImage: echoRef, Report: reportPath, Version: version})
@@ -258,7 +260,7 @@ func TestMeshHTTPSuite(t *testing.T) {
 	}
 	s, err := suite.NewConformanceTestSuite(suite.ConformanceOptions{
 		ConfigurableOptions: suite.ConfigurableOptions{
-			ConformanceProfiles:  []suite.ConformanceProfileName{suite.MeshHTTPConformanceProfileName},
+			ConformanceProfiles:  []suite.ConformanceProfileName{suite.MeshHTTPConformanceProfileName, suite.MeshGRPCConformanceProfileName},
 			SupportedFeatures:    supportedFeatures,
 			NamespaceAnnotations: map[string]string{"weftmesh.io/mesh": "enabled"},
 			// The cluster goes away afterwards; each test's routes are

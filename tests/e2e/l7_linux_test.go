@@ -98,6 +98,7 @@ func TestL7(t *testing.T) {
 		{"Abort25", testAbort25},
 		{"AbortRetried", testAbortRetried},
 		{"Redirect", testRedirect},
+		{"URLRewrite", testURLRewrite},
 		{"Delay50", testDelay50},
 		{"GRPCAbort", testGRPCAbort},
 		{"PerTryTimeout", testPerTryTimeout},
@@ -691,6 +692,46 @@ spec:
 	}
 	if res, err := m.Get(ctx, l7Client, webURL+"older"); err != nil || res.Status != 200 {
 		t.Errorf("GET /older (not under the prefix /old): %v %+v, want 200 from web-v1", err, res)
+	}
+}
+
+// testURLRewrite: an HTTPRoute URLRewrite changes the path (prefix) and
+// the Host the backend sees.
+func testURLRewrite(ctx context.Context, t *testing.T, m *sandbox.Mesh) {
+	if err := m.Apply(routeFile, `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web-rewrite, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {hostname: rewritten.example, path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}
+    backendRefs: [{name: web-v1, port: 80}]
+  - backendRefs: [{name: web-v1, port: 80}]
+`); err != nil {
+		t.Fatal(err)
+	}
+	defer removeRoute(ctx, t, m)
+	eventually(t, 20*time.Second, "GET /api/items is rewritten", func() error {
+		res, err := m.Get(ctx, l7Client, webURL+"api/items")
+		if err != nil {
+			return err
+		}
+		if res.Status != 200 || res.Reply == nil || res.Reply.Path != "/v2/items" {
+			return fmt.Errorf("GET /api/items: %d %+v", res.Status, res.Reply)
+		}
+		if res.Reply.Host != "rewritten.example" {
+			return fmt.Errorf("Host %q, want rewritten.example", res.Reply.Host)
+		}
+		return nil
+	})
+	for path, want := range map[string]string{"api": "/v2", "api/": "/v2/", "apix": "/apix", "other": "/other"} {
+		res, err := m.Get(ctx, l7Client, webURL+path)
+		if err != nil || res.Reply == nil || res.Reply.Path != want {
+			t.Errorf("GET /%s: %v %+v; want the backend to see %s", path, err, res, want)
+		}
 	}
 }
 

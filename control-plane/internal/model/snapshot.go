@@ -150,6 +150,9 @@ type RouteRule struct {
 	// Redirect comes from a RequestRedirect filter: the rule answers with
 	// a redirect instead of forwarding (its backends are not used).
 	Redirect *RouteRedirect
+	// Rewrite comes from a URLRewrite filter: the request is forwarded
+	// with its Host or path replaced.
+	Rewrite *RouteRewrite
 	// UnsupportedFilters names filter types the mesh does not implement;
 	// the route is then not Accepted for that reason.
 	UnsupportedFilters []string
@@ -169,6 +172,13 @@ type RouteRedirect struct {
 	ReplaceFullPath    *string
 	ReplacePrefixMatch *string
 	StatusCode         int // 301, 302 (default), 303, 307 or 308
+}
+
+// RouteRewrite is a URLRewrite filter; empty fields keep the request's.
+type RouteRewrite struct {
+	Hostname           string
+	ReplaceFullPath    *string
+	ReplacePrefixMatch *string
 }
 
 // MatchType is how a value is compared.

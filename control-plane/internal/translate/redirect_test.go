@@ -41,3 +41,21 @@ func TestRedirectRoutes(t *testing.T) {
 		t.Errorf("full path redirect: %v", a)
 	}
 }
+
+// A URLRewrite's prefix rewrite gets the same per-match adjustment.
+func TestRewritePrefixPerMatch(t *testing.T) {
+	tmpl := &routev3.Route{Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+		ClusterSpecifier:     &routev3.RouteAction_Cluster{Cluster: "c"},
+		PrefixRewrite:        "/v2",
+		HostRewriteSpecifier: &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: "h.example"}}}}
+	for _, m := range httpRouteMatches(model.RouteMatch{Path: &model.StringMatch{Type: model.MatchPathPrefix, Value: "/api"}}) {
+		got := withMatch(tmpl, "r", m).GetRoute()
+		want := map[string]string{"/api": "/v2", "/api/": "/v2/"}[m.GetPath()+m.GetPrefix()]
+		if got.GetPrefixRewrite() != want || got.GetHostRewriteLiteral() != "h.example" || got.GetCluster() != "c" {
+			t.Errorf("match %s: %v, want prefix_rewrite %q", m.GetPath()+m.GetPrefix(), got, want)
+		}
+	}
+	if tmpl.GetRoute().GetPrefixRewrite() != "/v2" {
+		t.Error("the template was changed")
+	}
+}

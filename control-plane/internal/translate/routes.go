@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -162,16 +163,24 @@ func (b *outboundBuilder) attachedRoutes(pi *portInfo, pol effectivePolicy, atta
 // copies share the template's action and header lists (read-only).
 func withMatch(tmpl *routev3.Route, name string, m *routev3.RouteMatch) *routev3.Route {
 	action := tmpl.Action
-	// A redirect's prefix_rewrite replaces the matched prefix. A Gateway
-	// API path prefix "/a" compiles into the exact path "/a" and the prefix
-	// "/a/": the second must keep the "/" it matched ("/a/x" with
-	// replacement "/b" redirects to "/b/x", not "/bx").
-	if rd, ok := action.(*routev3.Route_Redirect); ok {
-		if pr, ok := rd.Redirect.GetPathRewriteSpecifier().(*routev3.RedirectAction_PrefixRewrite); ok &&
-			m.GetPrefix() != "" && !strings.HasSuffix(pr.PrefixRewrite, "/") {
-			c := proto.Clone(rd.Redirect).(*routev3.RedirectAction)
-			c.PathRewriteSpecifier = &routev3.RedirectAction_PrefixRewrite{PrefixRewrite: pr.PrefixRewrite + "/"}
-			action = &routev3.Route_Redirect{Redirect: c}
+	// A prefix_rewrite (redirect or URL rewrite) replaces the matched
+	// prefix. A Gateway API path prefix "/a" compiles into the exact path
+	// "/a" and the prefix "/a/": the second must keep the "/" it matched
+	// ("/a/x" with replacement "/b" becomes "/b/x", not "/bx").
+	if m.GetPrefix() != "" {
+		switch a := action.(type) {
+		case *routev3.Route_Redirect:
+			if pr, ok := a.Redirect.GetPathRewriteSpecifier().(*routev3.RedirectAction_PrefixRewrite); ok && !strings.HasSuffix(pr.PrefixRewrite, "/") {
+				c := proto.Clone(a.Redirect).(*routev3.RedirectAction)
+				c.PathRewriteSpecifier = &routev3.RedirectAction_PrefixRewrite{PrefixRewrite: pr.PrefixRewrite + "/"}
+				action = &routev3.Route_Redirect{Redirect: c}
+			}
+		case *routev3.Route_Route:
+			if pr := a.Route.GetPrefixRewrite(); pr != "" && !strings.HasSuffix(pr, "/") {
+				c := proto.Clone(a.Route).(*routev3.RouteAction)
+				c.PrefixRewrite = pr + "/"
+				action = &routev3.Route_Route{Route: c}
+			}
 		}
 	}
 	return &routev3.Route{
@@ -345,6 +354,18 @@ func (b *outboundBuilder) ruleTemplate(pi *portInfo, pol effectivePolicy, routeN
 			b.addInvalid(w.name, w.invalid)
 		}
 	}
+	if rw := rule.Rewrite; rw != nil {
+		if rw.Hostname != "" {
+			action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rw.Hostname}
+		}
+		switch {
+		case rw.ReplaceFullPath != nil:
+			action.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: FullPathPattern},
+				Substitution: *rw.ReplaceFullPath}
+		case rw.ReplacePrefixMatch != nil:
+			action.PrefixRewrite = *rw.ReplacePrefixMatch
+		}
+	}
 	applyTimeoutsAndRetry(action, pol, rule)
 	if action.RetryPolicy != nil {
 		bud := budgetOf(pol.Retry)
@@ -477,3 +498,8 @@ func redirectAction(rd *model.RouteRedirect) *routev3.RedirectAction {
 	}
 	return a
 }
+
+// FullPathPattern is the regex_rewrite pattern of a URLRewrite
+// ReplaceFullPath: the whole path, replaced by the substitution. The node
+// proxy accepts only this pattern.
+const FullPathPattern = "^/.*$"

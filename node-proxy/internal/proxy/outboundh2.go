@@ -280,6 +280,15 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 		out.RequestURI = ""
 		out.URL = &url.URL{Scheme: "http", Host: ep.Addr.String(), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 		out.Host = r.Host
+		if p, ok := rt.RewritePath(&route.Request{Path: r.URL.EscapedPath()}); ok {
+			out.URL.RawPath = p
+			if dec, err := url.PathUnescape(p); err == nil {
+				out.URL.Path = dec
+			}
+		}
+		if rt != nil && rt.Rewrite != nil && rt.Rewrite.Host != "" {
+			out.Host = rt.Rewrite.Host
+		}
 		switch {
 		case replayable && body != nil:
 			out.Body = io.NopCloser(bytes.NewReader(body))

@@ -559,7 +559,29 @@ func hopByHop(name []byte) bool {
 // requestHead builds the head sent upstream in hc.out: the request line,
 // the fields without hop-by-hop ones and with the route's changes.
 func (hc *h1client) requestHead(rt *route.Route) []byte {
-	out := append(hc.head[:0], hc.req.Buf[:bytes.Index(hc.req.Buf, []byte("\r\n"))+2]...)
+	line := hc.req.Buf[:bytes.Index(hc.req.Buf, []byte("\r\n"))+2]
+	out := hc.head[:0]
+	var rewritten string
+	var query []byte
+	if rt != nil && rt.Rewrite != nil {
+		var path []byte
+		path, query = hc.req.Path()
+		rewritten, _ = rt.RewritePath(&route.Request{Path: string(path)})
+	}
+	if rewritten != "" {
+		p := rewritten
+		// A URL rewrite: "METHOD path[?query] HTTP/x.y".
+		out = append(out, hc.req.Method...)
+		out = append(out, ' ')
+		out = append(out, p...)
+		if len(query) > 0 {
+			out = append(out, '?')
+			out = append(out, query...)
+		}
+		out = append(out, line[bytes.LastIndexByte(line, ' '):]...)
+	} else {
+		out = append(out, line...)
+	}
 	var mods *route.HeaderMods
 	if rt != nil && !rt.RequestHeaders.Empty() {
 		mods = &rt.RequestHeaders

@@ -57,6 +57,8 @@ func HTTPRoute(r *gwapiv1.HTTPRoute) (*model.Route, error) {
 				headerFilter(c, fpath, "responseHeaderModifier", f.ResponseHeaderModifier, &mr.ResponseHeaders)
 			case gwapiv1.HTTPRouteFilterRequestRedirect:
 				redirectFilter(c, fpath, f.RequestRedirect, mr.Matches, &mr.Redirect)
+			case gwapiv1.HTTPRouteFilterURLRewrite:
+				rewriteFilter(c, fpath, f.URLRewrite, mr.Matches, &mr.Rewrite)
 			case "":
 				c.addf(fpath+".type", "required")
 			default:
@@ -202,29 +204,55 @@ func redirectFilter(c *checker, path string, f *gwapiv1.HTTPRequestRedirectFilte
 			c.addf(path+".requestRedirect.statusCode", "%d is not one of 301, 302, 303, 307, 308", rd.StatusCode)
 		}
 	}
-	if p := f.Path; p != nil {
-		switch p.Type {
-		case gwapiv1.FullPathHTTPPathModifier:
-			if p.ReplaceFullPath == nil {
-				c.addf(path+".requestRedirect.path.replaceFullPath", "required when type is ReplaceFullPath")
-			}
-			rd.ReplaceFullPath = p.ReplaceFullPath
-		case gwapiv1.PrefixMatchHTTPPathModifier:
-			if p.ReplacePrefixMatch == nil {
-				c.addf(path+".requestRedirect.path.replacePrefixMatch", "required when type is ReplacePrefixMatch")
-			}
-			for _, m := range matches {
-				if m.Path == nil || m.Path.Type != model.MatchPathPrefix {
-					c.addf(path+".requestRedirect.path", "ReplacePrefixMatch needs every match of the rule to have a PathPrefix path")
-					break
-				}
-			}
-			rd.ReplacePrefixMatch = p.ReplacePrefixMatch
-		default:
-			c.addf(path+".requestRedirect.path.type", "%q is not one of ReplaceFullPath, ReplacePrefixMatch", p.Type)
-		}
-	}
+	rd.ReplaceFullPath, rd.ReplacePrefixMatch = pathModifier(c, path+".requestRedirect.path", f.Path, matches)
 	*dst = rd
+}
+
+// rewriteFilter converts a URLRewrite filter.
+func rewriteFilter(c *checker, path string, f *gwapiv1.HTTPURLRewriteFilter, matches []model.RouteMatch, dst **model.RouteRewrite) {
+	if f == nil {
+		c.addf(path+".urlRewrite", "required when type is URLRewrite")
+		return
+	}
+	if *dst != nil {
+		c.addf(path+".type", "URLRewrite filter cannot be repeated")
+		return
+	}
+	rw := &model.RouteRewrite{}
+	if f.Hostname != nil {
+		rw.Hostname = string(*f.Hostname)
+	}
+	rw.ReplaceFullPath, rw.ReplacePrefixMatch = pathModifier(c, path+".urlRewrite.path", f.Path, matches)
+	*dst = rw
+}
+
+// pathModifier converts the path of a RequestRedirect or URLRewrite:
+// ReplacePrefixMatch needs every match of the rule to be a path prefix.
+func pathModifier(c *checker, path string, p *gwapiv1.HTTPPathModifier, matches []model.RouteMatch) (full, prefix *string) {
+	if p == nil {
+		return nil, nil
+	}
+	switch p.Type {
+	case gwapiv1.FullPathHTTPPathModifier:
+		if p.ReplaceFullPath == nil {
+			c.addf(path+".replaceFullPath", "required when type is ReplaceFullPath")
+		}
+		return p.ReplaceFullPath, nil
+	case gwapiv1.PrefixMatchHTTPPathModifier:
+		if p.ReplacePrefixMatch == nil {
+			c.addf(path+".replacePrefixMatch", "required when type is ReplacePrefixMatch")
+		}
+		for _, m := range matches {
+			if m.Path == nil || m.Path.Type != model.MatchPathPrefix {
+				c.addf(path, "ReplacePrefixMatch needs every match of the rule to have a PathPrefix path")
+				break
+			}
+		}
+		return nil, p.ReplacePrefixMatch
+	default:
+		c.addf(path+".type", "%q is not one of ReplaceFullPath, ReplacePrefixMatch", p.Type)
+		return nil, nil
+	}
 }
 
 func parents(c *checker, namespace string, refs []gwapiv1.ParentReference) []model.ParentRef {

@@ -82,7 +82,8 @@ spec:
 						RequestHeaders: &model.HeaderModifier{Set: []model.Header{{Name: "x-a", Value: "1"}},
 							Add: []model.Header{{Name: "x-b", Value: "2"}}, Remove: []string{"x-c"}},
 						ResponseHeaders:    &model.HeaderModifier{Set: []model.Header{{Name: "x-d", Value: "3"}}},
-						UnsupportedFilters: []string{"URLRewrite", "backendRef RequestMirror"},
+						Rewrite:            &model.RouteRewrite{Hostname: "foo"},
+						UnsupportedFilters: []string{"backendRef RequestMirror"},
 						Backends: []model.Backend{
 							{Kind: "Service", Namespace: "shop", Name: "cart-v1", Port: 8080, Weight: 90},
 							{Kind: "Service", Namespace: "canary", Name: "cart-v2", Port: 8080, Weight: 1},

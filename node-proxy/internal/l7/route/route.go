@@ -79,6 +79,10 @@ type Route struct {
 	// Redirect, when set, is answered instead of forwarding (an HTTPRoute
 	// RequestRedirect filter); see Location.
 	Redirect *Redirect
+	// Rewrite, when set, changes the forwarded request (a URLRewrite
+	// filter): its Host (also in RequestHeaders) and path; see
+	// RewritePath.
+	Rewrite *Rewrite
 	// Timeout bounds the whole request including retries; 0 means none.
 	// Unset in the config means DefaultTimeout, as in Envoy.
 	Timeout time.Duration
@@ -113,6 +117,36 @@ type Redirect struct {
 	Status              int // 301, 302, 303, 307 or 308
 }
 
+// Rewrite is a RouteAction's URL rewrite: empty fields keep the request's.
+type Rewrite struct {
+	Host string
+	// Path replaces the whole path; PrefixRewrite the matched prefix.
+	Path, PrefixRewrite string
+}
+
+// RewritePath is the path the request req is forwarded with, and whether
+// it changed.
+func (r *Route) RewritePath(req *Request) (string, bool) {
+	if r == nil || r.Rewrite == nil || (r.Rewrite.Path == "" && r.Rewrite.PrefixRewrite == "") {
+		return req.Path, false
+	}
+	return r.newPath(req.Path, r.Rewrite.Path, r.Rewrite.PrefixRewrite), true
+}
+
+// newPath replaces path whole (full) or the prefix the route matched
+// (prefix); with neither it is unchanged.
+func (r *Route) newPath(path, full, prefix string) string {
+	switch {
+	case full != "":
+		return full
+	case prefix != "" && r.matchKind == pathExact:
+		return prefix
+	case prefix != "" && (r.matchKind == pathPrefix || r.matchKind == pathSeparated) && len(path) >= len(r.matchValue):
+		return prefix + path[len(r.matchValue):]
+	}
+	return path
+}
+
 // Location is the Location header of the redirect of a request r that
 // arrived as scheme (http for the plaintext an application sends): the
 // Gateway API rules. The query is kept.
@@ -134,15 +168,7 @@ func (r *Route) Location(req *Request, scheme string) string {
 	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
 		port = ""
 	}
-	path := req.Path
-	switch {
-	case rd.Path != "":
-		path = rd.Path
-	case rd.PrefixRewrite != "" && r.matchKind == pathExact:
-		path = rd.PrefixRewrite
-	case rd.PrefixRewrite != "" && (r.matchKind == pathPrefix || r.matchKind == pathSeparated) && len(path) >= len(r.matchValue):
-		path = rd.PrefixRewrite + path[len(r.matchValue):]
-	}
+	path := r.newPath(req.Path, rd.Path, rd.PrefixRewrite)
 	var b strings.Builder
 	b.WriteString(scheme)
 	b.WriteString("://")
@@ -346,6 +372,10 @@ func compileRoute(c *compiled, rt *routev3.Route) error {
 	if r.RequestHeaders, err = compileHeaderMods(rt.GetRequestHeadersToAdd(), rt.GetRequestHeadersToRemove()); err != nil {
 		return fmt.Errorf("request headers: %w", err)
 	}
+	if r.Rewrite != nil && r.Rewrite.Host != "" {
+		r.RequestHeaders.Ops = append(r.RequestHeaders.Ops, HeaderOp{Name: "Host", Value: r.Rewrite.Host,
+			Action: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD})
+	}
 	if r.ResponseHeaders, err = compileHeaderMods(rt.GetResponseHeadersToAdd(), rt.GetResponseHeadersToRemove()); err != nil {
 		return fmt.Errorf("response headers: %w", err)
 	}
@@ -371,8 +401,12 @@ func compileRoute(c *compiled, rt *routev3.Route) error {
 }
 
 func compileAction(r *Route, a *routev3.RouteAction) error {
-	if err := onlyFields(a, "cluster", "weighted_clusters", "timeout", "idle_timeout", "retry_policy", "max_stream_duration"); err != nil {
+	if err := onlyFields(a, "cluster", "weighted_clusters", "timeout", "idle_timeout", "retry_policy", "max_stream_duration",
+		"prefix_rewrite", "regex_rewrite", "host_rewrite_literal"); err != nil {
 		return fmt.Errorf("route action: %w", err)
+	}
+	if err := compileRewrite(r, a); err != nil {
+		return err
 	}
 	switch cs := a.GetClusterSpecifier().(type) {
 	case *routev3.RouteAction_Cluster:
@@ -559,6 +593,37 @@ var redirectStatus = map[routev3.RedirectAction_RedirectResponseCode]int{
 	routev3.RedirectAction_SEE_OTHER:          303,
 	routev3.RedirectAction_TEMPORARY_REDIRECT: 307,
 	routev3.RedirectAction_PERMANENT_REDIRECT: 308,
+}
+
+// fullPathPattern is the only regex_rewrite pattern accepted: the whole
+// path, as translate writes a URLRewrite ReplaceFullPath.
+const fullPathPattern = "^/.*$"
+
+func compileRewrite(r *Route, a *routev3.RouteAction) error {
+	host, prefix, re := a.GetHostRewriteLiteral(), a.GetPrefixRewrite(), a.GetRegexRewrite()
+	if host == "" && prefix == "" && re == nil {
+		return nil
+	}
+	rw := &Rewrite{Host: host, PrefixRewrite: prefix}
+	if re != nil {
+		if err := onlyFields(re, "pattern", "substitution"); err != nil {
+			return fmt.Errorf("regex_rewrite: %w", err)
+		}
+		if re.GetPattern().GetRegex() != fullPathPattern || prefix != "" {
+			return fmt.Errorf("regex_rewrite: only the pattern %q (replace the whole path), without prefix_rewrite", fullPathPattern)
+		}
+		rw.Path = re.GetSubstitution()
+	}
+	switch {
+	case strings.ContainsAny(host, "/?#@ \t\r\n"):
+		return fmt.Errorf("host_rewrite_literal %q", host)
+	case (rw.Path != "" && rw.Path[0] != '/') || (prefix != "" && prefix[0] != '/') || strings.ContainsAny(rw.Path+prefix, "?# \t\r\n"):
+		return fmt.Errorf("rewrite paths must start with / and hold no ?, # or whitespace")
+	case re != nil && rw.Path == "":
+		return fmt.Errorf("regex_rewrite: empty substitution")
+	}
+	r.Rewrite = rw
+	return nil
 }
 
 func compileRedirect(a *routev3.RedirectAction) (*Redirect, error) {
