@@ -53,20 +53,21 @@ const (
 var supportedFeatures = []features.FeatureName{
 	features.SupportMesh,
 	features.SupportHTTPRoute,
-	features.SupportHTTPRouteResponseHeaderModification, // ResponseHeaderModifier filter
-	features.SupportHTTPRouteParentRefPort,              // parentRefs[].port selects one Service port
-	features.SupportMeshClusterIPMatching,               // routing by cluster IP and port; hostnames are ignored
-	features.SupportMeshConsumerRoute,                   // routes in the client's namespace
-	features.SupportMeshHTTPRouteQueryParamMatching,     // matches[].queryParams
-	features.SupportMeshHTTPRouteNamedRouteRule,         // rules[].name
-	features.SupportMeshHTTPRouteSchemeRedirect,         // RequestRedirect: scheme
-	features.SupportMeshHTTPRouteRedirectPort,           // RequestRedirect: port
-	features.SupportMeshHTTPRouteRedirectPath,           // RequestRedirect: path (ReplaceFullPath, ReplacePrefixMatch)
-	features.SupportHTTPRoute303RedirectStatusCode,      // RequestRedirect: statusCode 303
-	features.SupportHTTPRoute307RedirectStatusCode,      // RequestRedirect: statusCode 307
-	features.SupportHTTPRoute308RedirectStatusCode,      // RequestRedirect: statusCode 308
-	features.SupportGRPCRoute,                           // GRPCRoute (profile MESH-GRPC)
-	features.SupportMeshHTTPRouteRewritePath,            // URLRewrite: path
+	features.SupportHTTPRouteResponseHeaderModification,           // ResponseHeaderModifier filter
+	features.SupportHTTPRouteParentRefPort,                        // parentRefs[].port selects one Service port
+	features.SupportMeshClusterIPMatching,                         // routing by cluster IP and port; hostnames are ignored
+	features.SupportMeshConsumerRoute,                             // routes in the client's namespace
+	features.SupportMeshHTTPRouteQueryParamMatching,               // matches[].queryParams
+	features.SupportMeshHTTPRouteNamedRouteRule,                   // rules[].name
+	features.SupportMeshHTTPRouteSchemeRedirect,                   // RequestRedirect: scheme
+	features.SupportMeshHTTPRouteRedirectPort,                     // RequestRedirect: port
+	features.SupportMeshHTTPRouteRedirectPath,                     // RequestRedirect: path (ReplaceFullPath, ReplacePrefixMatch)
+	features.SupportHTTPRoute303RedirectStatusCode,                // RequestRedirect: statusCode 303
+	features.SupportHTTPRoute307RedirectStatusCode,                // RequestRedirect: statusCode 307
+	features.SupportHTTPRoute308RedirectStatusCode,                // RequestRedirect: statusCode 308
+	features.SupportGRPCRoute,                                     // GRPCRoute (profile MESH-GRPC)
+	features.SupportMeshHTTPRouteRewritePath,                      // URLRewrite: path
+	features.SupportMeshHTTPRouteBackendRequestHeaderModification, // RequestHeaderModifier on a backendRef
 }
 
 // childConfig is what TestMeshHTTPSuite needs from TestMeshHTTP.

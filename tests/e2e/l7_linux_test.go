@@ -99,6 +99,7 @@ func TestL7(t *testing.T) {
 		{"AbortRetried", testAbortRetried},
 		{"Redirect", testRedirect},
 		{"URLRewrite", testURLRewrite},
+		{"BackendHeaders", testBackendHeaders},
 		{"Delay50", testDelay50},
 		{"GRPCAbort", testGRPCAbort},
 		{"PerTryTimeout", testPerTryTimeout},
@@ -733,6 +734,57 @@ spec:
 			t.Errorf("GET /%s: %v %+v; want the backend to see %s", path, err, res, want)
 		}
 	}
+}
+
+// testBackendHeaders: header changes on a backendRef apply to the requests
+// sent to that backend only, after the rule's.
+func testBackendHeaders(ctx context.Context, t *testing.T, m *sandbox.Mesh) {
+	if err := m.Apply(routeFile, `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web-backend-headers, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web}]
+  rules:
+  - filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-rule, value: "yes"}, {name: x-backend, value: rule}]}
+    backendRefs:
+    - name: web-v1
+      port: 80
+      filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-backend, value: v1}]}}]
+    - name: web-v2
+      port: 80
+      filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-backend, value: v2}]}}]
+`); err != nil {
+		t.Fatal(err)
+	}
+	defer removeRoute(ctx, t, m)
+	seen := map[string]int{}
+	eventually(t, 20*time.Second, "both backends get their own header", func() error {
+		res, err := m.Get(ctx, l7Client, webURL+"backend-headers")
+		if err != nil {
+			return err
+		}
+		if res.Reply == nil {
+			return fmt.Errorf("status %d, no reply", res.Status)
+		}
+		got := strings.Join(res.Reply.Headers["X-Backend"], ",")
+		version := "v1"
+		if strings.HasPrefix(res.Reply.Pod, "web-v2") {
+			version = "v2"
+		}
+		if got == "" {
+			return fmt.Errorf("no x-backend header yet (pod %s)", res.Reply.Pod)
+		}
+		if got != version || strings.Join(res.Reply.Headers["X-Rule"], ",") != "yes" {
+			return fmt.Errorf("pod %s saw x-backend %q, x-rule %q; want %s and yes", res.Reply.Pod, got, res.Reply.Headers["X-Rule"], version)
+		}
+		seen[version]++
+		if seen["v1"] == 0 || seen["v2"] == 0 {
+			return fmt.Errorf("seen %v so far", seen)
+		}
+		return nil
+	})
 }
 
 func testNoMatchingRoute404(ctx context.Context, t *testing.T, m *sandbox.Mesh) {

@@ -225,6 +225,10 @@ type Backend struct {
 	Name      string
 	Port      int32
 	Weight    int32 // default 1
+	// RequestHeaders and ResponseHeaders come from the backendRef's own
+	// header modifier filters: applied after the rule's, for the requests
+	// sent to this backend.
+	RequestHeaders, ResponseHeaders *HeaderModifier
 }
 
 // HeaderModifier sets, adds and removes headers.

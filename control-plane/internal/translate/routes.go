@@ -340,12 +340,15 @@ func (b *outboundBuilder) ruleTemplate(pi *portInfo, pol effectivePolicy, routeN
 		return tmpl
 	}
 	action := &routev3.RouteAction{}
-	if len(wcs) == 1 {
+	if len(wcs) == 1 && !wcs[0].hasHeaders() {
 		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: wcs[0].name}
 	} else {
 		wc := &routev3.WeightedCluster{}
 		for _, w := range wcs {
-			wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: w.name, Weight: u32(w.weight)})
+			cw := &routev3.WeightedCluster_ClusterWeight{Name: w.name, Weight: u32(w.weight)}
+			cw.RequestHeadersToAdd, cw.RequestHeadersToRemove = headerOps(w.reqHeaders)
+			cw.ResponseHeadersToAdd, cw.ResponseHeadersToRemove = headerOps(w.respHeaders)
+			wc.Clusters = append(wc.Clusters, cw)
 		}
 		action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
 	}
@@ -387,7 +390,11 @@ type weightedCluster struct {
 	name    string
 	weight  uint32
 	invalid *xdsv1.ClusterMetadata // set when the backend does not resolve
+	// the backendRef's own header changes (filters), nil when none
+	reqHeaders, respHeaders *model.HeaderModifier
 }
+
+func (w *weightedCluster) hasHeaders() bool { return w.reqHeaders != nil || w.respHeaders != nil }
 
 func anyValid(wcs []weightedCluster) bool {
 	for _, w := range wcs {
@@ -418,7 +425,7 @@ func (b *outboundBuilder) resolveBackends(parent *portInfo, routeNS string, refs
 		if port == 0 {
 			port = parent.port.Port
 		}
-		w := weightedCluster{weight: uint32(ref.Weight)}
+		w := weightedCluster{weight: uint32(ref.Weight), reqHeaders: ref.RequestHeaders, respHeaders: ref.ResponseHeaders}
 		var reason string
 		switch si := b.lookupService(ns + "/" + ref.Name); {
 		case !isServiceRef(ref.Group, ref.Kind):
@@ -446,7 +453,9 @@ func (b *outboundBuilder) resolveBackends(parent *portInfo, routeNS string, refs
 		}
 		merged := false
 		for i := range out {
-			if out[i].name == w.name {
+			// Refs to the same cluster merge, unless one has header
+			// changes of its own (they apply to its share only).
+			if out[i].name == w.name && !out[i].hasHeaders() && !w.hasHeaders() {
 				out[i].weight += w.weight
 				merged = true
 			}

@@ -179,7 +179,7 @@ func (pd *pod) handleH2(w http.ResponseWriter, r *http.Request, dst netip.AddrPo
 	}
 	r = r.WithContext(context.WithValue(r.Context(), recKey{}, rec))
 	rr := route.FromHTTP(r)
-	rt, plan, cl, status, reason := resolve(mc, sp, pd.namespace, &rr, func() http.Header { return r.Header })
+	rt, be, plan, cl, status, reason := resolve(mc, sp, pd.namespace, &rr, func() http.Header { return r.Header })
 	if reason == replyRedirect {
 		w.Header().Set("Location", rt.Location(&rr, "http"))
 	}
@@ -202,10 +202,10 @@ func (pd *pod) handleH2(w http.ResponseWriter, r *http.Request, dst netip.AddrPo
 		}
 		defer st.inflight.Add(-1)
 	}
-	pd.forwardH2(w, r, rt, plan, view)
+	pd.forwardH2(w, r, rt, be, plan, view)
 }
 
-func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route, plan *meshcfg.RoutePlan, view *clusterView) {
+func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route, be *route.Backend, plan *meshcfg.RoutePlan, view *clusterView) {
 	start := time.Now()
 	var deadline time.Time
 	if rt != nil && rt.Timeout > 0 {
@@ -296,8 +296,8 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 		case !replayable:
 			out.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), r.Body))
 		}
-		if rt != nil && !rt.RequestHeaders.Empty() {
-			rt.RequestHeaders.Apply(out.Header)
+		if mods := rt.RequestMods(be); mods != nil {
+			mods.Apply(out.Header)
 		}
 		rec := recOf(r)
 		rec.ep, rec.attempts = ep, attempt+1
@@ -352,7 +352,7 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 			continue
 		}
 		pd.p.metrics.proxied(0, resp.StatusCode)
-		copyH2Response(w, resp, rt)
+		copyH2Response(w, resp, rt.ResponseMods(be))
 		cancel()
 		if gs := resp.Trailer.Get("Grpc-Status"); gs != "" {
 			traceOf(r).grpcStatus(gs)
@@ -369,10 +369,10 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 
 // copyH2Response writes resp to w: headers (with the route's changes),
 // the body flushed as it arrives (gRPC streams), then trailers.
-func copyH2Response(w http.ResponseWriter, resp *http.Response, rt *route.Route) {
+func copyH2Response(w http.ResponseWriter, resp *http.Response, mods *route.HeaderMods) {
 	defer resp.Body.Close()
-	if rt != nil && !rt.ResponseHeaders.Empty() {
-		rt.ResponseHeaders.Apply(resp.Header)
+	if mods != nil {
+		mods.Apply(resp.Header)
 	}
 	h := w.Header()
 	for k, vs := range resp.Header {

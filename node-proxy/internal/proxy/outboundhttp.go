@@ -75,6 +75,7 @@ type h1client struct {
 	// location is the Location header of the next local reply (a
 	// redirect); local clears it.
 	location string
+	be       *route.Backend // the backend the current request was routed to, if a route chose one
 	pd       *pod
 	c        net.Conn
 	br       *bufio.Reader
@@ -149,7 +150,8 @@ func (hc *h1client) handle() bool {
 		hc.rec.method, hc.rec.path, hc.rec.authority = string(hc.req.Method), string(hc.req.Target), string(host)
 	}
 	rr := route.Request{Method: bstr(hc.req.Method), Path: bstr(path), RawQuery: bstr(query), Host: bstr(host)}
-	rt, plan, cl, status, reason := resolve(mc, sp, hc.pd.namespace, &rr, hc.header)
+	rt, be, plan, cl, status, reason := resolve(mc, sp, hc.pd.namespace, &rr, hc.header)
+	hc.be = be
 	if status != 0 {
 		if reason == replyRedirect {
 			hc.location = rt.Location(&rr, "http")
@@ -178,7 +180,7 @@ func (hc *h1client) handle() bool {
 // its policy, and the backend cluster chosen by weight. A non-zero status
 // is the local reply instead. header fills rr.Header when a route matches
 // on headers.
-func resolve(mc *meshcfg.Config, sp *meshcfg.ServicePort, ns string, rr *route.Request, header func() http.Header) (rt *route.Route, plan *meshcfg.RoutePlan, cl *meshcfg.Cluster, status int, reason string) {
+func resolve(mc *meshcfg.Config, sp *meshcfg.ServicePort, ns string, rr *route.Request, header func() http.Header) (rt *route.Route, be *route.Backend, plan *meshcfg.RoutePlan, cl *meshcfg.Cluster, status int, reason string) {
 	plan = meshcfg.NoPlan
 	cluster := sp.Cluster
 	if rs := sp.RoutesFor(ns); rs != nil {
@@ -187,22 +189,25 @@ func resolve(mc *meshcfg.Config, sp *meshcfg.ServicePort, ns string, rr *route.R
 		}
 		var ok bool
 		if rt, ok = rs.Table.Match(rr); !ok {
-			return nil, nil, nil, http.StatusNotFound, replyNoRoute
+			return nil, nil, nil, nil, http.StatusNotFound, replyNoRoute
 		}
 		if rt.DirectStatus != 0 {
-			return nil, nil, nil, rt.DirectStatus, replyInvalidBackend
+			return nil, nil, nil, nil, rt.DirectStatus, replyInvalidBackend
 		}
 		if rt.Redirect != nil {
-			return rt, nil, nil, rt.Redirect.Status, replyRedirect
+			return rt, nil, nil, nil, rt.Redirect.Status, replyRedirect
 		}
 		plan = rs.Plan(rt)
-		cluster = rt.Pick(rand.Uint64()).Cluster
+		if be = rt.PickBackend(rand.Uint64()); be == nil {
+			return nil, nil, nil, nil, http.StatusInternalServerError, replyInvalidBackend
+		}
+		cluster = be.Cluster
 	}
 	cl, ok := mc.Cluster(cluster)
 	if !ok || cl.Invalid != "" {
-		return nil, nil, nil, http.StatusInternalServerError, replyInvalidBackend
+		return nil, nil, nil, nil, http.StatusInternalServerError, replyInvalidBackend
 	}
-	return rt, plan, cl, 0, ""
+	return rt, be, plan, cl, 0, ""
 }
 
 // lookup returns a request header's first value (for propagation).
@@ -582,10 +587,7 @@ func (hc *h1client) requestHead(rt *route.Route) []byte {
 	} else {
 		out = append(out, line...)
 	}
-	var mods *route.HeaderMods
-	if rt != nil && !rt.RequestHeaders.Empty() {
-		mods = &rt.RequestHeaders
-	}
+	mods := rt.RequestMods(hc.be)
 	out = appendFields(out, hc.req.Fields, mods, hc.rec.trace != nil)
 	if hc.req.Upgrade {
 		out = append(out, "Connection: Upgrade\r\n"...)
@@ -598,10 +600,7 @@ func (hc *h1client) requestHead(rt *route.Route) []byte {
 // responseHead builds the head sent downstream in hc.out.
 func (hc *h1client) responseHead(rt *route.Route, keep bool) []byte {
 	out := append(hc.out[:0], hc.resp.Buf[:bytes.Index(hc.resp.Buf, []byte("\r\n"))+2]...)
-	var mods *route.HeaderMods
-	if rt != nil && !rt.ResponseHeaders.Empty() {
-		mods = &rt.ResponseHeaders
-	}
+	mods := rt.ResponseMods(hc.be)
 	out = appendFields(out, hc.resp.Fields, mods, false)
 	switch {
 	case hc.resp.Status == 101:

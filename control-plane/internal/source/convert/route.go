@@ -67,10 +67,19 @@ func HTTPRoute(r *gwapiv1.HTTPRoute) (*model.Route, error) {
 		}
 		for j, b := range rule.BackendRefs {
 			bpath := idx(path+".backendRefs", j)
-			mr.Backends = append(mr.Backends, backend(c, bpath, r.Namespace, b.BackendRef))
-			for _, f := range b.Filters {
-				mr.UnsupportedFilters = append(mr.UnsupportedFilters, "backendRef "+string(f.Type))
+			mb := backend(c, bpath, r.Namespace, b.BackendRef)
+			for k, f := range b.Filters {
+				fpath := idx(bpath+".filters", k)
+				switch f.Type {
+				case gwapiv1.HTTPRouteFilterRequestHeaderModifier:
+					headerFilter(c, fpath, "requestHeaderModifier", f.RequestHeaderModifier, &mb.RequestHeaders)
+				case gwapiv1.HTTPRouteFilterResponseHeaderModifier:
+					headerFilter(c, fpath, "responseHeaderModifier", f.ResponseHeaderModifier, &mb.ResponseHeaders)
+				default:
+					mr.UnsupportedFilters = append(mr.UnsupportedFilters, "backendRef "+string(f.Type))
+				}
 			}
+			mr.Backends = append(mr.Backends, mb)
 		}
 		if t := rule.Timeouts; t != nil {
 			mr.Timeouts = &model.RouteTimeouts{

@@ -1,9 +1,12 @@
 package route
 
 import (
+	"net/http"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // TestRedirectLocation checks the Location of redirects as the Gateway API
@@ -63,5 +66,38 @@ func TestRedirectLocation(t *testing.T) {
 				t.Errorf("status %d, want %d", rt.Redirect.Status, tc.status)
 			}
 		})
+	}
+}
+
+// A backend's header changes apply after the route's and win a
+// conflicting set; a backend without its own uses the route's.
+func TestBackendHeaderMods(t *testing.T) {
+	set := func(name, value string) *corev3.HeaderValueOption {
+		return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: name, Value: value},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
+	}
+	tbl, err := Compile(rc(vh("vh", []string{"*"}, &routev3.Route{Name: "r", Match: prefix("/"),
+		RequestHeadersToAdd: []*corev3.HeaderValueOption{set("x-rule", "yes"), set("x-backend", "rule")},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{
+			WeightedClusters: &routev3.WeightedCluster{Clusters: []*routev3.WeightedCluster_ClusterWeight{
+				{Name: "a", Weight: wrapperspb.UInt32(1), RequestHeadersToAdd: []*corev3.HeaderValueOption{set("x-backend", "a")}},
+				{Name: "b", Weight: wrapperspb.UInt32(1)},
+			}}}}}})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, _ := tbl.Match(&Request{Path: "/"})
+	apply := func(b *Backend) http.Header {
+		h := http.Header{"X-Backend": {"client"}}
+		if m := rt.RequestMods(b); m != nil {
+			m.Apply(h)
+		}
+		return h
+	}
+	if h := apply(&rt.Backends[0]); h.Get("X-Backend") != "a" || len(h["X-Backend"]) != 1 || h.Get("X-Rule") != "yes" {
+		t.Errorf("backend a: %v, want x-backend a (once) and x-rule yes", h)
+	}
+	if h := apply(&rt.Backends[1]); h.Get("X-Backend") != "rule" || h.Get("X-Rule") != "yes" {
+		t.Errorf("backend b: %v, want the route's changes", h)
 	}
 }

@@ -60,6 +60,11 @@ func FromHTTP(r *http.Request) Request {
 type Backend struct {
 	Cluster string // "outbound|<port>||<host>" or "invalid|..." (answer 500)
 	Weight  uint32 // relative weight; 1 for a single cluster
+	// RequestHeaders and ResponseHeaders, when the backend has header
+	// changes of its own (a backendRef filter), are the route's changes
+	// followed by the backend's; see Route.RequestMods.
+	RequestHeaders, ResponseHeaders HeaderMods
+	ownMods                         bool
 }
 
 // Route is what a matched request gets. Routes are shared by all
@@ -208,17 +213,26 @@ func splitHostPort(h string) (host, port string) {
 // exactly over any multiple of the total weight. The zero Backend when
 // there is none (DirectStatus). No allocation.
 func (r *Route) Pick(rnd uint64) Backend {
+	if b := r.PickBackend(rnd); b != nil {
+		return *b
+	}
+	return Backend{}
+}
+
+// PickBackend is Pick returning the chosen backend itself (nil when there
+// is none). No allocation.
+func (r *Route) PickBackend(rnd uint64) *Backend {
 	switch len(r.Backends) {
 	case 0:
-		return Backend{}
+		return nil
 	case 1:
-		return r.Backends[0]
+		return &r.Backends[0]
 	}
 	x := rnd % r.total
 	if len(r.cum) <= 8 {
 		for i, c := range r.cum {
 			if x < c {
-				return r.Backends[i]
+				return &r.Backends[i]
 			}
 		}
 	}
@@ -231,7 +245,31 @@ func (r *Route) Pick(rnd uint64) Backend {
 			lo = m + 1
 		}
 	}
-	return r.Backends[lo]
+	return &r.Backends[lo]
+}
+
+// RequestMods are the request header changes for a request routed by r
+// to b (b may be nil): the backend's merged ones when it has its own,
+// else the route's; nil when there are none.
+func (r *Route) RequestMods(b *Backend) *HeaderMods {
+	switch {
+	case b != nil && b.ownMods:
+		return &b.RequestHeaders
+	case r == nil || r.RequestHeaders.Empty():
+		return nil
+	}
+	return &r.RequestHeaders
+}
+
+// ResponseMods is RequestMods for the response.
+func (r *Route) ResponseMods(b *Backend) *HeaderMods {
+	switch {
+	case b != nil && b.ownMods:
+		return &b.ResponseHeaders
+	case r == nil || r.ResponseHeaders.Empty():
+		return nil
+	}
+	return &r.ResponseHeaders
 }
 
 // Match returns the first route of the Host's virtual host that matches
@@ -376,6 +414,15 @@ func compileRoute(c *compiled, rt *routev3.Route) error {
 		r.RequestHeaders.Ops = append(r.RequestHeaders.Ops, HeaderOp{Name: "Host", Value: r.Rewrite.Host,
 			Action: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD})
 	}
+	// A backend's own changes apply after the route's (the more specific
+	// one wins a conflicting set).
+	for i := range r.Backends {
+		b := &r.Backends[i]
+		if b.ownMods {
+			b.RequestHeaders = mergeMods(r.RequestHeaders, b.RequestHeaders)
+			b.ResponseHeaders = mergeMods(r.ResponseHeaders, b.ResponseHeaders)
+		}
+	}
 	if r.ResponseHeaders, err = compileHeaderMods(rt.GetResponseHeadersToAdd(), rt.GetResponseHeadersToRemove()); err != nil {
 		return fmt.Errorf("response headers: %w", err)
 	}
@@ -419,13 +466,23 @@ func compileAction(r *Route, a *routev3.RouteAction) error {
 			return fmt.Errorf("weighted_clusters: %w", err)
 		}
 		for _, cw := range cs.WeightedClusters.GetClusters() {
-			if err := onlyFields(cw, "name", "weight"); err != nil {
+			if err := onlyFields(cw, "name", "weight", "request_headers_to_add", "request_headers_to_remove",
+				"response_headers_to_add", "response_headers_to_remove"); err != nil {
 				return fmt.Errorf("weighted_clusters %q: %w", cw.GetName(), err)
 			}
 			if cw.GetName() == "" {
 				return fmt.Errorf("weighted_clusters: empty cluster name")
 			}
-			r.Backends = append(r.Backends, Backend{Cluster: cw.GetName(), Weight: cw.GetWeight().GetValue()})
+			b := Backend{Cluster: cw.GetName(), Weight: cw.GetWeight().GetValue()}
+			var err error
+			if b.RequestHeaders, err = compileHeaderMods(cw.GetRequestHeadersToAdd(), cw.GetRequestHeadersToRemove()); err != nil {
+				return fmt.Errorf("weighted_clusters %q request headers: %w", cw.GetName(), err)
+			}
+			if b.ResponseHeaders, err = compileHeaderMods(cw.GetResponseHeadersToAdd(), cw.GetResponseHeadersToRemove()); err != nil {
+				return fmt.Errorf("weighted_clusters %q response headers: %w", cw.GetName(), err)
+			}
+			b.ownMods = !b.RequestHeaders.Empty() || !b.ResponseHeaders.Empty()
+			r.Backends = append(r.Backends, b)
 		}
 	default:
 		return fmt.Errorf("route action: no cluster or weighted_clusters")
@@ -645,4 +702,27 @@ func compileRedirect(a *routev3.RedirectAction) (*Redirect, error) {
 		return nil, fmt.Errorf("redirect paths must start with /")
 	}
 	return rd, nil
+}
+
+// mergeMods is first's changes then second's, as one HeaderMods (Apply
+// removes, then runs the ops): first's ops on a header that second sets
+// (overwrites) or removes are dropped, so second wins.
+func mergeMods(first, second HeaderMods) HeaderMods {
+	drop := map[string]bool{}
+	for _, name := range second.Remove {
+		drop[name] = true
+	}
+	for _, op := range second.Ops {
+		if op.Action == corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD || op.Action == corev3.HeaderValueOption_OVERWRITE_IF_EXISTS {
+			drop[op.Name] = true
+		}
+	}
+	out := HeaderMods{Remove: append(slices.Clone(first.Remove), second.Remove...)}
+	for _, op := range first.Ops {
+		if !drop[op.Name] {
+			out.Ops = append(out.Ops, op)
+		}
+	}
+	out.Ops = append(out.Ops, second.Ops...)
+	return out
 }

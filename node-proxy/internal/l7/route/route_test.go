@@ -184,7 +184,7 @@ func TestPick(t *testing.T) {
 			}
 		}
 	}
-	zero := &Route{Backends: []Backend{{"a", 0}, {"b", 1}}, cum: []uint64{0, 1}, total: 1}
+	zero := &Route{Backends: []Backend{{Cluster: "a", Weight: 0}, {Cluster: "b", Weight: 1}}, cum: []uint64{0, 1}, total: 1}
 	for i := range uint64(10) {
 		if got := zero.Pick(i).Cluster; got != "b" {
 			t.Fatalf("weight 0 backend picked: %s", got)

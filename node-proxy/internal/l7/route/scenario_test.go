@@ -203,7 +203,7 @@ func TestScenarioMissingBackend(t *testing.T) {
 	if !ok || rt.DirectStatus != 500 || len(rt.Backends) != 0 {
 		t.Fatalf("/none/x: route %+v, want a direct 500", rt)
 	}
-	if b := rt.Pick(7); b != (Backend{}) {
+	if b := rt.PickBackend(7); b != nil {
 		t.Errorf("Pick on a direct response = %+v, want zero", b)
 	}
 	rt, _ = tbl.Match(&Request{Path: "/half"})
