@@ -134,6 +134,32 @@ spec:
 			},
 		},
 		{
+			name: "backendRef header filters, URL rewrite",
+			in: `
+metadata: {name: r, namespace: shop}
+spec:
+  rules:
+  - filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /x}}}]
+    backendRefs:
+    - name: a
+      port: 1
+      filters:
+      - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-b, value: a}]}}
+      - {type: ResponseHeaderModifier, responseHeaderModifier: {remove: [x-c]}}
+`,
+			want: &model.Route{
+				ObjectMeta: model.ObjectMeta{Namespace: "shop", Name: "r"},
+				Kind:       model.HTTPRoute,
+				Rules: []model.RouteRule{{
+					Matches: []model.RouteMatch{{Path: prefix("/")}},
+					Rewrite: &model.RouteRewrite{ReplaceFullPath: ptrTo("/x")},
+					Backends: []model.Backend{{Kind: "Service", Namespace: "shop", Name: "a", Port: 1, Weight: 1,
+						RequestHeaders:  &model.HeaderModifier{Set: []model.Header{{Name: "x-b", Value: "a"}}},
+						ResponseHeaders: &model.HeaderModifier{Remove: []string{"x-c"}}}},
+				}},
+			},
+		},
+		{
 			name: "path with type or value only, weight 0",
 			in: `
 metadata: {name: r, namespace: shop}
