@@ -59,3 +59,14 @@ func TestRewritePrefixPerMatch(t *testing.T) {
 		t.Error("the template was changed")
 	}
 }
+
+// An empty ReplacePrefixMatch strips the matched prefix.
+func TestEmptyPrefixReplacement(t *testing.T) {
+	empty := ""
+	tmpl := &routev3.Route{Action: &routev3.Route_Redirect{Redirect: redirectAction(&model.RouteRedirect{StatusCode: 302, ReplacePrefixMatch: &empty})}}
+	for _, m := range httpRouteMatches(model.RouteMatch{Path: &model.StringMatch{Type: model.MatchPathPrefix, Value: "/foo"}}) {
+		if got := withMatch(tmpl, "r", m).GetRedirect().GetPrefixRewrite(); got != "/" {
+			t.Errorf("match %s: prefix_rewrite %q, want /", m.GetPath()+m.GetPrefix(), got)
+		}
+	}
+}

@@ -366,7 +366,7 @@ func (b *outboundBuilder) ruleTemplate(pi *portInfo, pol effectivePolicy, routeN
 			action.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: FullPathPattern},
 				Substitution: *rw.ReplaceFullPath}
 		case rw.ReplacePrefixMatch != nil:
-			action.PrefixRewrite = *rw.ReplacePrefixMatch
+			action.PrefixRewrite = prefixReplacement(*rw.ReplacePrefixMatch)
 		}
 	}
 	applyTimeoutsAndRetry(action, pol, rule)
@@ -503,7 +503,7 @@ func redirectAction(rd *model.RouteRedirect) *routev3.RedirectAction {
 	case rd.ReplaceFullPath != nil:
 		a.PathRewriteSpecifier = &routev3.RedirectAction_PathRedirect{PathRedirect: *rd.ReplaceFullPath}
 	case rd.ReplacePrefixMatch != nil:
-		a.PathRewriteSpecifier = &routev3.RedirectAction_PrefixRewrite{PrefixRewrite: *rd.ReplacePrefixMatch}
+		a.PathRewriteSpecifier = &routev3.RedirectAction_PrefixRewrite{PrefixRewrite: prefixReplacement(*rd.ReplacePrefixMatch)}
 	}
 	return a
 }
@@ -512,3 +512,13 @@ func redirectAction(rd *model.RouteRedirect) *routev3.RedirectAction {
 // ReplaceFullPath: the whole path, replaced by the substitution. The node
 // proxy accepts only this pattern.
 const FullPathPattern = "^/.*$"
+
+// prefixReplacement is a ReplacePrefixMatch value as a prefix_rewrite: an
+// empty one (allowed: "/foo/bar" with prefix "/foo" becomes "/bar") is "/",
+// which also keeps the field set (proto3 drops an empty string).
+func prefixReplacement(v string) string {
+	if v == "" {
+		return "/"
+	}
+	return v
+}

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"time"
@@ -107,7 +108,7 @@ func (s *Server) Sync() map[string]NodeSync {
 			}
 			return 1
 		}
-		return int(a.id - b.id)
+		return cmp.Compare(a.id, b.id)
 	})
 	for _, k := range keys {
 		st := s.streams[k]

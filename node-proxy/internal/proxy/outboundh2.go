@@ -193,6 +193,14 @@ func (pd *pod) handleH2(w http.ResponseWriter, r *http.Request, dst netip.AddrPo
 	} else {
 		traceOf(r).routed("", cl.Name)
 	}
+	// The first fault draw (and its delay) before the slot and the
+	// timeout, as on the HTTP/1.1 path; the request's context ends a delay
+	// early when the client goes away.
+	first, ok := pd.fault(r.Context(), plan, true)
+	if !ok {
+		pd.finish(rec, 499, "")
+		return
+	}
 	st, view := pd.p.clusters.state(cl)
 	if max := view.policy.MaxRequests; max > 0 {
 		if st.inflight.Add(1) > int64(max) {
@@ -202,10 +210,10 @@ func (pd *pod) handleH2(w http.ResponseWriter, r *http.Request, dst netip.AddrPo
 		}
 		defer st.inflight.Add(-1)
 	}
-	pd.forwardH2(w, r, rt, be, plan, view)
+	pd.forwardH2(w, r, rt, be, plan, view, first)
 }
 
-func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route, be *route.Backend, plan *meshcfg.RoutePlan, view *clusterView) {
+func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route, be *route.Backend, plan *meshcfg.RoutePlan, view *clusterView, first fault.Decision) {
 	start := time.Now()
 	var deadline time.Time
 	if rt != nil && rt.Timeout > 0 {
@@ -231,11 +239,12 @@ func (pd *pod) forwardH2(w http.ResponseWriter, r *http.Request, rt *route.Route
 	ntried := 0
 	last := resetBeforeResponse
 	for attempt := 0; ; attempt++ {
-		// Faults are drawn per attempt, as on the HTTP/1.1 path.
-		if d, ok := pd.fault(plan); !ok {
-			pd.finish(recOf(r), 499, "")
-			return
-		} else if d.Delay > 0 || d.Abort {
+		// Aborts are drawn per attempt, as on the HTTP/1.1 path.
+		d := first
+		if attempt > 0 {
+			d, _ = pd.fault(r.Context(), plan, false)
+		}
+		if d.Delay > 0 || d.Abort {
 			kind := map[bool]string{true: "abort", false: "delay"}[d.Abort]
 			recOf(r).fault = kind
 			traceOf(r).fault(kind)

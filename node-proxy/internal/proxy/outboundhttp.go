@@ -164,6 +164,14 @@ func (hc *h1client) handle() bool {
 	} else {
 		hc.rec.trace.routed("", cl.Name)
 	}
+	// The first attempt's fault draw, with its delay, happens before the
+	// request holds a slot or its timeout starts (as Envoy's fault filter
+	// runs before the router).
+	first, ok := hc.pd.fault(hc.pd.ctx, plan, true)
+	if !ok {
+		hc.pd.finish(&hc.rec, 499, "")
+		return false
+	}
 	st, view := p.clusters.state(cl)
 	if max := view.policy.MaxRequests; max > 0 {
 		if st.inflight.Add(1) > int64(max) {
@@ -172,7 +180,7 @@ func (hc *h1client) handle() bool {
 		}
 		defer st.inflight.Add(-1)
 	}
-	return hc.forward(rt, plan, st, view)
+	return hc.forward(rt, plan, st, view, first)
 }
 
 // resolve finds what serves a request from a client in namespace ns to
@@ -245,7 +253,7 @@ const (
 
 // forward sends the request upstream with retries and copies the response
 // back. It reports whether the downstream connection may continue.
-func (hc *h1client) forward(rt *route.Route, plan *meshcfg.RoutePlan, st *clusterState, view *clusterView) bool {
+func (hc *h1client) forward(rt *route.Route, plan *meshcfg.RoutePlan, st *clusterState, view *clusterView, first fault.Decision) bool {
 	p := hc.pd.p
 	start := time.Now()
 	var deadline time.Time
@@ -279,12 +287,14 @@ func (hc *h1client) forward(rt *route.Route, plan *meshcfg.RoutePlan, st *cluste
 	ntried := 0
 	var last outcome
 	for attempt := 0; ; attempt++ {
-		// Faults are drawn per attempt: an injected abort is an attempt
-		// that failed, retried as an upstream failure would be.
-		if d, ok := hc.pd.fault(plan); !ok {
-			hc.pd.finish(&hc.rec, 499, "")
-			return false
-		} else if d.Delay > 0 || d.Abort {
+		// Aborts are drawn per attempt: an injected abort is an attempt
+		// that failed, retried as an upstream failure would be. The delay
+		// was drawn once, before the request's timeout started.
+		d := first
+		if attempt > 0 {
+			d, _ = hc.pd.fault(hc.pd.ctx, plan, false)
+		}
+		if d.Delay > 0 || d.Abort {
 			kind := map[bool]string{true: "abort", false: "delay"}[d.Abort]
 			hc.rec.fault = kind
 			hc.rec.trace.fault(kind)
@@ -356,16 +366,20 @@ func (hc *h1client) forward(rt *route.Route, plan *meshcfg.RoutePlan, st *cluste
 	}
 }
 
-// fault draws the route's injected faults and waits out a delay. ok is
-// false when the pod went away during the delay.
-func (pd *pod) fault(plan *meshcfg.RoutePlan) (d fault.Decision, ok bool) {
+// fault draws the route's injected faults and, with delay, waits out a
+// delay (until ctx ends: ok false); without, a drawn delay is dropped (a
+// retry draws only the abort).
+func (pd *pod) fault(ctx context.Context, plan *meshcfg.RoutePlan, delay bool) (d fault.Decision, ok bool) {
 	if plan.Fault == nil {
 		return d, true
 	}
 	d = plan.Fault.Decide(rand.Uint64)
+	if !delay {
+		d.Delay = 0
+	}
 	if d.Delay > 0 {
 		pd.p.metrics.faults.WithLabelValues("delay").Inc()
-		if sleepCtx(pd.ctx, d.Delay) != nil {
+		if sleepCtx(ctx, d.Delay) != nil {
 			return d, false
 		}
 	}

@@ -77,7 +77,8 @@ func TestBackendHeaderMods(t *testing.T) {
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
 	}
 	tbl, err := Compile(rc(vh("vh", []string{"*"}, &routev3.Route{Name: "r", Match: prefix("/"),
-		RequestHeadersToAdd: []*corev3.HeaderValueOption{set("x-rule", "yes"), set("x-backend", "rule")},
+		RequestHeadersToAdd:  []*corev3.HeaderValueOption{set("x-rule", "yes"), set("x-backend", "rule")},
+		ResponseHeadersToAdd: []*corev3.HeaderValueOption{set("x-rule-resp", "yes")},
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{
 			WeightedClusters: &routev3.WeightedCluster{Clusters: []*routev3.WeightedCluster_ClusterWeight{
 				{Name: "a", Weight: wrapperspb.UInt32(1), RequestHeadersToAdd: []*corev3.HeaderValueOption{set("x-backend", "a")}},
@@ -99,5 +100,42 @@ func TestBackendHeaderMods(t *testing.T) {
 	}
 	if h := apply(&rt.Backends[1]); h.Get("X-Backend") != "rule" || h.Get("X-Rule") != "yes" {
 		t.Errorf("backend b: %v, want the route's changes", h)
+	}
+	for i := range rt.Backends {
+		h := http.Header{}
+		if m := rt.ResponseMods(&rt.Backends[i]); m != nil {
+			m.Apply(h)
+		}
+		if h.Get("X-Rule-Resp") != "yes" {
+			t.Errorf("backend %s response: %v, want the route's x-rule-resp", rt.Backends[i].Cluster, h)
+		}
+	}
+	var none *Route
+	if none.ResponseMods(&rt.Backends[0]) != nil || none.RequestMods(&rt.Backends[0]) != nil {
+		t.Error("no route (an interim response): want no header changes")
+	}
+}
+
+// A prefix replaced by "/" (translate's form of an empty ReplacePrefixMatch)
+// strips the matched prefix.
+func TestRewriteStripsPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		match *routev3.RouteMatch
+		path  string
+		want  string
+	}{
+		{prefix("/foo/"), "/foo/bar", "/bar"},
+		{&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: "/foo"}}, "/foo", "/"},
+	} {
+		tbl, err := Compile(rc(vh("vh", []string{"*"}, &routev3.Route{Name: "r", Match: tc.match,
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}, PrefixRewrite: "/"}}})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := &Request{Path: tc.path}
+		rt, _ := tbl.Match(req)
+		if got, ok := rt.RewritePath(req); !ok || got != tc.want {
+			t.Errorf("%s: rewritten to %q (%v), want %q", tc.path, got, ok, tc.want)
+		}
 	}
 }

@@ -253,6 +253,8 @@ func (r *Route) PickBackend(rnd uint64) *Backend {
 // else the route's; nil when there are none.
 func (r *Route) RequestMods(b *Backend) *HeaderMods {
 	switch {
+	case r == nil:
+		return nil
 	case b != nil && b.ownMods:
 		return &b.RequestHeaders
 	case r == nil || r.RequestHeaders.Empty():
@@ -264,6 +266,8 @@ func (r *Route) RequestMods(b *Backend) *HeaderMods {
 // ResponseMods is RequestMods for the response.
 func (r *Route) ResponseMods(b *Backend) *HeaderMods {
 	switch {
+	case r == nil: // an interim (1xx) response, or no route
+		return nil
 	case b != nil && b.ownMods:
 		return &b.ResponseHeaders
 	case r == nil || r.ResponseHeaders.Empty():
@@ -414,6 +418,9 @@ func compileRoute(c *compiled, rt *routev3.Route) error {
 		r.RequestHeaders.Ops = append(r.RequestHeaders.Ops, HeaderOp{Name: "Host", Value: r.Rewrite.Host,
 			Action: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD})
 	}
+	if r.ResponseHeaders, err = compileHeaderMods(rt.GetResponseHeadersToAdd(), rt.GetResponseHeadersToRemove()); err != nil {
+		return fmt.Errorf("response headers: %w", err)
+	}
 	// A backend's own changes apply after the route's (the more specific
 	// one wins a conflicting set).
 	for i := range r.Backends {
@@ -422,9 +429,6 @@ func compileRoute(c *compiled, rt *routev3.Route) error {
 			b.RequestHeaders = mergeMods(r.RequestHeaders, b.RequestHeaders)
 			b.ResponseHeaders = mergeMods(r.ResponseHeaders, b.ResponseHeaders)
 		}
-	}
-	if r.ResponseHeaders, err = compileHeaderMods(rt.GetResponseHeadersToAdd(), rt.GetResponseHeadersToRemove()); err != nil {
-		return fmt.Errorf("response headers: %w", err)
 	}
 	for name, cfg := range rt.GetTypedPerFilterConfig() {
 		if name != FaultFilterName {
