@@ -360,7 +360,7 @@ func (c *Cluster) run(name, bin string, args ...string) error {
 		return err
 	}
 	c.procs[name] = p
-	c.st.Procs[name] = procRecord{PID: p.pid, Bin: path}
+	c.st.Procs[name] = procRecord{PID: p.PID, Bin: path}
 	return c.st.save(c.l.stateFile())
 }
 
@@ -368,8 +368,8 @@ func (c *Cluster) run(name, bin string, args ...string) error {
 // end of its log.
 func (c *Cluster) exitedErr() error {
 	for name, p := range c.procs {
-		if p.exited() {
-			return fmt.Errorf("%s exited: %v\n%s", name, p.err, c.LogTail(name, 30))
+		if p.Exited() {
+			return fmt.Errorf("%s exited: %v\n%s", name, p.Err(), c.LogTail(name, 30))
 		}
 	}
 	return nil
@@ -447,6 +447,13 @@ func (c *Cluster) connect() error {
 	if err != nil {
 		return fmt.Errorf("admin kubeconfig: %w", err)
 	}
+	// The kubeconfig names its PKI by path, and client-go caches TLS
+	// transports by those paths: a later cluster in the same process (same
+	// state dir, new PKI) would get the old CA. Load the contents instead.
+	if err := rest.LoadTLSFiles(cfg); err != nil {
+		return fmt.Errorf("admin kubeconfig: %w", err)
+	}
+	cfg.CAFile, cfg.CertFile, cfg.KeyFile = "", "", ""
 	cfg.QPS, cfg.Burst = 50, 100
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
