@@ -55,24 +55,11 @@ func TestMain(m *testing.M) { os.Exit(kube.Main(m, &cluster)) }
 // helmBin finds the pinned helm, or skips t loudly.
 func helmBin(t *testing.T) string {
 	t.Helper()
-	var dirs []string
-	if c := os.Getenv("WEFT_CACHE"); c != "" {
-		dirs = append(dirs, filepath.Join(c, "tools"))
+	p, err := kube.HelmPath()
+	if err != nil {
+		t.Skipf("!!! SKIPPING: %v", err)
 	}
-	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, ".cache", "weft", "tools"))
-	}
-	for _, d := range dirs {
-		p := filepath.Join(d, "helm")
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
-		return p
-	}
-	t.Skipf("!!! SKIPPING: no helm in %s or on PATH: run hack/tools.sh", strings.Join(dirs, ", "))
-	return ""
+	return p
 }
 
 // helm runs the helm binary and returns its standard output.

@@ -164,7 +164,7 @@ func TestClusterSmoke(t *testing.T) {
 	dir := c.Dir
 	var pids []int
 	for _, p := range c.procs {
-		pids = append(pids, p.pid)
+		pids = append(pids, p.PID)
 	}
 	t2 := time.Now()
 	stopped = true

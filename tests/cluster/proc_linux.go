@@ -9,27 +9,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/weftmesh/weft/tests/internal/proc"
 )
 
 // process is one component running in its own process group.
-type process struct {
-	name string
-	pid  int
-	done chan struct{} // closed when the process has exited and been reaped
-	err  error         // result of cmd.Wait; valid after done is closed
-}
+type process = proc.Process
 
-// startProcess starts bin with args in a new process group, with
-// PDEATHSIG=SIGKILL so that it dies with the test binary even if Stop never
-// runs; its output goes to logPath.
-//
-// PDEATHSIG fires when the thread that forked the child exits, so the fork
-// happens on a goroutine that locks its thread until the child is reaped.
+// startProcess starts bin with args in a new process group (see
+// proc.Start); its output goes to logPath.
 func startProcess(name, bin string, args []string, logPath string) (*process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -38,24 +30,9 @@ func startProcess(name, bin string, args []string, logPath string) (*process, er
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "PATH="+childPath(filepath.Dir(bin)))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	p := &process{name: name, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer logf.Close()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			close(p.done)
-			return
-		}
-		p.pid = cmd.Process.Pid
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
+	p, err := proc.Start(name, cmd, func() { logf.Close() })
+	if err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -65,40 +42,6 @@ func startProcess(name, bin string, args []string, logPath string) (*process, er
 // the usual system directories.
 func childPath(binDir string) string {
 	return binDir + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM to the process group, waits up to grace, then SIGKILLs
-// the group and waits for the process to be reaped. It signals by process
-// group ID (the child's PID), never by name.
-func (p *process) stop(grace time.Duration) error {
-	if !p.exited() {
-		if err := syscall.Kill(-p.pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("SIGTERM %s (pgid %d): %w", p.name, p.pid, err)
-		}
-		select {
-		case <-p.done:
-		case <-time.After(grace):
-		}
-	}
-	// The group may hold children even when the leader is gone.
-	if err := syscall.Kill(-p.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("SIGKILL %s (pgid %d): %w", p.name, p.pid, err)
-	}
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("%s (pid %d) did not exit 30s after SIGKILL", p.name, p.pid)
-	}
 }
 
 // procCmdline returns the NUL-separated arguments of pid, or nil if it is

@@ -31,7 +31,7 @@ func teardown(l layout, st *hostState, procs map[string]*process, binDir string,
 	}
 	stop := func(name string) {
 		if p := procs[name]; p != nil {
-			note("stop "+name, p.stop(stopGrace))
+			note("stop "+name, p.Stop(stopGrace))
 			return
 		}
 		if st == nil {
@@ -49,7 +49,7 @@ func teardown(l layout, st *hostState, procs map[string]*process, binDir string,
 	defer cancel()
 
 	stop("kubelet")
-	if p := procs["containerd"]; p != nil && !p.exited() {
+	if p := procs["containerd"]; p != nil && !p.Exited() {
 		if cri, err := dialCRI(l.containerdSocket()); err != nil {
 			note("CRI", err)
 		} else {

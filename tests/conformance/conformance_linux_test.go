@@ -36,6 +36,7 @@ import (
 
 	"github.com/weftmesh/weft/tests/cluster"
 	"github.com/weftmesh/weft/tests/cluster/images"
+	"github.com/weftmesh/weft/tests/kube"
 )
 
 const (
@@ -101,7 +102,7 @@ func TestMeshHTTP(t *testing.T) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	helm, err := findHelm()
+	helm, err := kube.HelmPath()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,22 +313,6 @@ func TestMeshHTTPSuite(t *testing.T) {
 		t.Fatal(err)
 	}
 	ran = true
-}
-
-func findHelm() (string, error) {
-	cache := os.Getenv("WEFT_CACHE")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "weft")
-	}
-	p := filepath.Join(cache, "tools", "helm")
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("no helm in %s or on PATH: run hack/tools.sh", filepath.Dir(p))
 }
 
 // runCmd runs a program with env and returns its combined output.

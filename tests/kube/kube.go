@@ -262,7 +262,7 @@ func (c *Cluster) startProcesses(ctx context.Context, binDir string, p *pki, etc
 // it, flagging port clashes as retryable.
 func exitedEarly(p *process, tail *tailBuffer) error {
 	err := fmt.Errorf("%s (pid %d) exited during start-up: %v\n--- last lines of %s output ---\n%s",
-		p.name, p.pid, p.err, p.name, tail.lastLines(40))
+		p.Name, p.PID, p.Err(), p.Name, tail.lastLines(40))
 	if tail.contains("address already in use") {
 		return &portInUseError{err}
 	}
@@ -276,7 +276,7 @@ func (c *Cluster) waitEtcd(ctx context.Context, clientURL string) error {
 	defer hc.CloseIdleConnections()
 	var last string
 	for {
-		if c.etcd.exited() {
+		if c.etcd.Exited() {
 			return exitedEarly(c.etcd, c.etcdTail)
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/health", nil)
@@ -308,10 +308,10 @@ func (c *Cluster) waitAPIServer(ctx context.Context) error {
 	rc := c.clientset.Discovery().RESTClient()
 	var last string
 	for {
-		if c.apiserver.exited() {
+		if c.apiserver.Exited() {
 			return exitedEarly(c.apiserver, c.apiTail)
 		}
-		if c.etcd.exited() {
+		if c.etcd.Exited() {
 			return exitedEarly(c.etcd, c.etcdTail)
 		}
 		body, err := rc.Get().AbsPath("/readyz").Timeout(2 * time.Second).DoRaw(ctx)
@@ -374,11 +374,11 @@ func (c *Cluster) Stop() error {
 func (c *Cluster) stopProcesses() error {
 	var errs []error
 	if c.apiserver != nil {
-		errs = append(errs, c.apiserver.stop(stopGrace))
+		errs = append(errs, c.apiserver.Stop(stopGrace))
 		c.apiserver = nil
 	}
 	if c.etcd != nil {
-		errs = append(errs, c.etcd.stop(stopGrace))
+		errs = append(errs, c.etcd.Stop(stopGrace))
 		c.etcd = nil
 	}
 	return errors.Join(errs...)
@@ -388,10 +388,10 @@ func (c *Cluster) stopProcesses() error {
 // kube-apiserver, 0 for one not running. Useful to check for leaks.
 func (c *Cluster) PIDs() (etcd, apiserver int) {
 	if c.etcd != nil {
-		etcd = c.etcd.pid
+		etcd = c.etcd.PID
 	}
 	if c.apiserver != nil {
-		apiserver = c.apiserver.pid
+		apiserver = c.apiserver.PID
 	}
 	return etcd, apiserver
 }

@@ -10,16 +10,16 @@ import (
 const supported = false
 
 type process struct {
-	name string
-	pid  int
-	done chan struct{}
-	err  error
+	Name string
+	PID  int
 }
 
 func startProcess(name string, cmd *exec.Cmd) (*process, error) { return nil, ErrUnsupportedPlatform }
 
-func (p *process) exited() bool { return true }
+func (p *process) Exited() bool { return true }
 
-func (p *process) stop(time.Duration) error { return nil }
+func (p *process) Err() error { return nil }
+
+func (p *process) Stop(time.Duration) error { return nil }
 
 func killGroupOnCancel(*exec.Cmd) {}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/weftmesh/weft/tests/apps/echo"
 	"github.com/weftmesh/weft/tests/cluster"
+	"github.com/weftmesh/weft/tests/kube"
 	"github.com/weftmesh/weft/tests/otlpsink"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -58,7 +59,7 @@ func TestMesh(t *testing.T) {
 	e := &env{t: t, root: repoRoot(), clients: map[string]string{}}
 	ctx := t.Context()
 
-	helm, err := findHelm()
+	helm, err := kube.HelmPath()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,22 +116,6 @@ func TestMesh(t *testing.T) {
 			t.Fatalf("step %s failed; the later steps depend on it", s.name)
 		}
 	}
-}
-
-func findHelm() (string, error) {
-	cache := os.Getenv("WEFT_CACHE")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "weft")
-	}
-	p := filepath.Join(cache, "tools", "helm")
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("no helm in %s or on PATH: run hack/tools.sh", filepath.Dir(p))
 }
 
 // kubectl runs kubectl and fails the test on error.

@@ -4,9 +4,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"slices"
@@ -26,36 +23,7 @@ func TestAdminCommands(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skipf("!!! SKIPPING: needs root on Linux: network namespaces (running as uid %d)", os.Geteuid())
 	}
-	bin := t.TempDir()
-	if err := sandbox.BuildBinaries(bin, "weft-control-plane", "weft-node-proxy", "weft-cni", "weft-echo"); err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 3)
-	rand.Read(b)
-	name := "wadm" + hex.EncodeToString(b)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := &signalWriter{marker: "Ctrl-C tears everything down", ready: make(chan struct{})}
-	ready := out.ready
-	var progress bytes.Buffer
-	done := make(chan error, 1)
-	go func() {
-		done <- runSandboxUp(ctx, out, &progress, sandboxUpOptions{name: name, nodes: 2, pods: 2, binDir: bin})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("sandbox up: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		done <- err
-		t.Fatalf("sandbox up: %v\n%s\n%s", err, out, &progress)
-	case <-time.After(90 * time.Second):
-		t.Fatalf("sandbox up: not up after 90s:\n%s\n%s", out, &progress)
-	}
+	name := startTestSandbox(t, "wadm", sandboxUpOptions{nodes: 2, pods: 2, binDir: meshBinaries(t)}).name
 	n0, n1 := name+"-n0", name+"-n1"
 	run := func(args ...string) (string, int) {
 		var o, e bytes.Buffer

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weftmesh/weft/certs/manager"
 )
 
 // workloadInfo is one entry of a node proxy's /workloads.
@@ -223,7 +226,7 @@ func printServices(out io.Writer, res map[string]json.RawMessage) {
 	fmt.Fprintf(out, "SERVICES (%d)\n", len(res))
 	tw := table(out)
 	fmt.Fprintln(tw, "SERVICE\tADDRESSES\tPORTS")
-	for _, name := range sortedKeys(res) {
+	for _, name := range slices.Sorted(maps.Keys(res)) {
 		var s struct {
 			Addresses []string `json:"addresses"`
 			Ports     []struct {
@@ -291,7 +294,7 @@ func printRoutes(out io.Writer, res map[string]json.RawMessage) {
 	fmt.Fprintf(out, "ROUTES (%d route tables)\n", len(res))
 	tw := table(out)
 	fmt.Fprintln(tw, "ROUTE TABLE\tNAME\tMATCH\tTO\tPOLICY")
-	for _, name := range sortedKeys(res) {
+	for _, name := range slices.Sorted(maps.Keys(res)) {
 		var rc routeJSON
 		_ = json.Unmarshal(res[name], &rc)
 		for _, vh := range rc.VirtualHosts {
@@ -349,7 +352,7 @@ func printClusters(out io.Writer, res map[string]json.RawMessage) {
 	fmt.Fprintf(out, "CLUSTERS (%d)\n", len(res))
 	tw := table(out)
 	fmt.Fprintln(tw, "CLUSTER\tSERVICE\tBALANCING\tOUTLIER DETECTION\tLIMITS")
-	for _, name := range sortedKeys(res) {
+	for _, name := range slices.Sorted(maps.Keys(res)) {
 		var c struct {
 			LbPolicy            string `json:"lbPolicy"`
 			LoadBalancingPolicy *struct {
@@ -421,7 +424,7 @@ func printEndpoints(out io.Writer, res map[string]json.RawMessage) {
 	fmt.Fprintf(out, "ENDPOINTS (%d clusters)\n", len(res))
 	tw := table(out)
 	fmt.Fprintln(tw, "CLUSTER\tADDRESS\tHEALTH\tPOD\tNODE\tIDENTITY")
-	for _, name := range sortedKeys(res) {
+	for _, name := range slices.Sorted(maps.Keys(res)) {
 		var cla struct {
 			Endpoints []struct {
 				LbEndpoints []struct {
@@ -466,7 +469,7 @@ func printEndpoints(out io.Writer, res map[string]json.RawMessage) {
 }
 
 func printCerts(ctx context.Context, out io.Writer, p *component, now time.Time) error {
-	var certs []certStatus
+	var certs []manager.Status
 	if err := p.getJSON(ctx, "/certs", &certs); err != nil {
 		return err
 	}

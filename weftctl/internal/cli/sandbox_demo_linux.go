@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"text/tabwriter"
@@ -158,33 +157,9 @@ func (d *demo) load(ctx context.Context, n, c int, path string, header http.Head
 // nodeGet GETs url from inside node i's network namespace; any answer
 // but 200 is an error.
 func (d *demo) nodeGet(ctx context.Context, node int, url string, timeout time.Duration) ([]byte, error) {
-	ns := d.m.Nodes()[node].NetNSPath
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return sandbox.Dial(ctx, ns, "tcp4", addr)
-		},
-		DisableKeepAlives: true,
-	}
-	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return body, fmt.Errorf("GET %s in %s: %s", url, d.m.Nodes()[node].Name, resp.Status)
-	}
-	return body, nil
+	return sandbox.AdminGet(ctx, d.m.Nodes()[node].Name, url)
 }
 
 // metric sums a metric over the node proxies of nodes (every node if none).

@@ -22,10 +22,7 @@ func TestSandboxDemo(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skipf("!!! SKIPPING TestSandboxDemo: needs root on Linux: network namespaces (running as uid %d)", os.Geteuid())
 	}
-	bin := t.TempDir()
-	if err := sandbox.BuildBinaries(bin, sandbox.MeshBinaries...); err != nil {
-		t.Fatal(err)
-	}
+	bin := meshBinaries(t)
 	const name = "wftdemo"
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

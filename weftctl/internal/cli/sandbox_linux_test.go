@@ -4,9 +4,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -14,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/weftmesh/weft/tests/apps/echo"
 	"github.com/weftmesh/weft/tests/sandbox"
@@ -51,30 +47,8 @@ func TestSandboxUp(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skipf("!!! SKIPPING: needs root on Linux: network namespaces (running as uid %d)", os.Geteuid())
 	}
-	bin := t.TempDir()
-	if err := sandbox.BuildBinaries(bin, "weft-control-plane", "weft-echo"); err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 3)
-	rand.Read(b)
-	name := "wcli" + hex.EncodeToString(b)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := &signalWriter{marker: "Ctrl-C tears everything down", ready: make(chan struct{})}
-	ready := out.ready
-	var progress bytes.Buffer
-	done := make(chan error, 1)
-	go func() {
-		done <- runSandboxUp(ctx, out, &progress, sandboxUpOptions{name: name, nodes: 2, pods: 1, binDir: bin, noNodeProxies: true})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("sandbox up: %v\n%s\n%s", err, out, &progress)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("sandbox up: not up after 60s:\n%s\n%s", out, &progress)
-	}
+	s := startTestSandbox(t, "wcli", sandboxUpOptions{nodes: 2, pods: 1, binDir: meshBinaries(t), noNodeProxies: true})
+	name, out := s.name, s.out
 	text := out.String()
 	for _, want := range []string{
 		"echo-n0-p0  demo       " + name + "-n0  10.200.0.2  yes       " + name + "-n0-p0",
@@ -103,8 +77,7 @@ func TestSandboxUp(t *testing.T) {
 		t.Errorf("%s: got %s, %v; want a reply from echo-n1-p0", try, res, err)
 	}
 
-	cancel()
-	if err := <-done; err != nil {
+	if err := s.stop(); err != nil {
 		t.Fatalf("sandbox up: %v", err)
 	}
 	if !strings.Contains(out.String(), "Sandbox "+name+" is down.") {

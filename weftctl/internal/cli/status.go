@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weftmesh/weft/certs/manager"
 )
 
 // cpDebug is the control plane's /debug/config without a node.
@@ -30,17 +33,6 @@ type cpDebug struct {
 			} `json:"types"`
 		} `json:"streams"`
 	} `json:"nodes"`
-}
-
-// certStatus is one entry of a node proxy's /certs.
-type certStatus struct {
-	ID        string    `json:"spiffeID"`
-	Pod       string    `json:"pod"`
-	NotBefore time.Time `json:"notBefore"`
-	NotAfter  time.Time `json:"notAfter"`
-	RenewAt   time.Time `json:"renewAt"`
-	Failures  int       `json:"renewalFailures"`
-	LastError string    `json:"lastError"`
 }
 
 // configDump is a node proxy's /config_dump.
@@ -187,7 +179,7 @@ func runStatus(ctx context.Context, out io.Writer, a admins, now time.Time) (int
 		if err := p.getJSON(ctx, "/workloads", &wls); err == nil {
 			pods = fmt.Sprint(len(wls))
 		}
-		var certs []certStatus
+		var certs []manager.Status
 		certCol := "?"
 		if err := p.getJSON(ctx, "/certs", &certs); err == nil {
 			var col string
@@ -217,7 +209,7 @@ func runStatus(ctx context.Context, out io.Writer, a admins, now time.Time) (int
 // domain, subject and expiry.
 func trustBundleSummary(res map[string]json.RawMessage, now time.Time) string {
 	var b strings.Builder
-	for _, name := range sortedKeys(res) {
+	for _, name := range slices.Sorted(maps.Keys(res)) {
 		var tb struct {
 			TrustDomain string   `json:"trustDomain"`
 			Roots       [][]byte `json:"roots"` // protojson bytes: base64 DER
@@ -240,7 +232,7 @@ func trustBundleSummary(res map[string]json.RawMessage, now time.Time) string {
 
 // certSummary is "N valid, next expiry in D" and how many are expired or
 // failing to renew.
-func certSummary(certs []certStatus, now time.Time) (string, int) {
+func certSummary(certs []manager.Status, now time.Time) (string, int) {
 	if len(certs) == 0 {
 		return "none", 0
 	}
@@ -285,14 +277,4 @@ func shortType(url string) string {
 		return url[i+1:]
 	}
 	return url
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

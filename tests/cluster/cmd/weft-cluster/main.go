@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/tests/cluster"
+	"github.com/weftmesh/weft/tests/kube"
 )
 
 func main() {
@@ -47,16 +48,6 @@ func main() {
 	}
 }
 
-// toolsDir is where hack/tools.sh installs helm.
-func toolsDir() string {
-	cache := os.Getenv("WEFT_CACHE")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "weft")
-	}
-	return filepath.Join(cache, "tools")
-}
-
 func up(ctx context.Context, stateDir string, logf func(string, ...any)) error {
 	startCtx, cancel := context.WithTimeout(ctx, 45*time.Minute) // a first build included
 	defer cancel()
@@ -77,7 +68,7 @@ A single-node Kubernetes cluster is up, with Weft's images (tag %[1]s) imported.
   kubectl -n weft-system rollout status daemonset/weft-node-proxy
 
 Ctrl-C tears everything down. After a crash: make cluster-down
-`, c.ImageTag, c.Kubeconfig, chart, c.HelmValuesFile(), c.BinDir, toolsDir())
+`, c.ImageTag, c.Kubeconfig, chart, c.HelmValuesFile(), c.BinDir, kube.ToolsDir())
 	<-ctx.Done()
 	fmt.Println("\nTearing the cluster down...")
 	if err := c.Stop(); err != nil {
